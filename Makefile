@@ -1,0 +1,52 @@
+# Synapse — the two commands: `make run` (quick start) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STATE := .synapse
+SYNAPSE_PORT ?= 8080
+SYNAPSE_WORKERS ?= 2
+TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/synapse_test)
+
+export SYNAPSE_PORT SYNAPSE_WORKERS
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+# A per-checkout secret, generated once, so the quick start never runs on the development secret.
+$(STATE)/secret_key:
+	@mkdir -p $(STATE)
+	@$(PYTHON) -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+	@chmod 600 $@
+
+run: $(VENV)/.runtime $(STATE)/secret_key
+	@export SYNAPSE_SECRET_KEY="$${SYNAPSE_SECRET_KEY:-$$(cat $(STATE)/secret_key)}"; \
+	$(BIN)/python manage.py migrate --no-input -v 0 && \
+	$(BIN)/python manage.py collectstatic --no-input -v 0 && \
+	$(BIN)/python manage.py seed_demo --port $(SYNAPSE_PORT) && \
+	echo "Synapse on http://127.0.0.1:$(SYNAPSE_PORT)/v1 — admin at http://127.0.0.1:$(SYNAPSE_PORT)/admin/" && \
+	exec $(BIN)/gunicorn synapse.asgi:application -c synapse/gunicorn_conf.py
+
+test: $(VENV)/.dev
+	@DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python tests/ensure_postgres.py
+	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -q --cov --cov-report=term:skip-covered
+	DATABASE_URL=sqlite:///$(CURDIR)/$(STATE)/test.sqlite3 $(BIN)/pytest -q -m sqlite -p no:cacheprovider
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+
+bench: $(VENV)/.dev
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(STATE) db.sqlite3 db.sqlite3-* .coverage .pytest_cache .ruff_cache

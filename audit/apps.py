@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class AuditConfig(AppConfig):
+    name = "audit"
+    verbose_name = "Audit log"
+
+    def ready(self) -> None:
+        from django.contrib.auth import signals as auth_signals
+        from django.db.models.signals import post_migrate
+
+        from . import receivers
+
+        auth_signals.user_logged_in.connect(receivers.on_login, dispatch_uid="audit.admin_login")
+        auth_signals.user_logged_out.connect(receivers.on_logout, dispatch_uid="audit.admin_logout")
+        auth_signals.user_login_failed.connect(receivers.on_login_failed, dispatch_uid="audit.admin_login_failed")
+        # After this app's permissions exist (auth's own post_migrate receiver runs first).
+        post_migrate.connect(receivers.on_post_migrate, sender=self, dispatch_uid="audit.auditor_group")

@@ -1,0 +1,215 @@
+"""Writes to the audit log. The pipeline calls `audit_record_request` once per /v1 request;
+governance services call `audit_governance_event` for every change they make.
+
+Every write appends one chained row (`audit.chain`). On PostgreSQL that is one INSERT: the
+trigger takes the chain lock, links the row to the head and holds the lock until commit. On
+SQLite the chain step runs here, inside the write transaction that SQLite serialises anyway.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections, models, router, transaction
+from django.utils import timezone
+
+from .chain import CHAINED_FIELDS, COST_QUANTUM, GENESIS, chain_hash, content_digest
+from .hashing import keyed_hash, prompt_text
+from .models import AuditEvent, EventType
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from synapse.context import RequestContext
+
+AUDITOR_GROUP = "auditor"
+
+
+# ── the append ─────────────────────────────────────────────────────────────────────────
+
+
+def _clean_json(value: Any) -> Any:
+    """What the JSON column will give back: plain JSON types, no NUL characters."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_clean_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key.replace("\x00", ""): _clean_json(item) for key, item in value.items()}
+    return value
+
+
+@functools.cache
+def _column_kinds() -> dict[str, tuple[str, int | None]]:
+    kinds: dict[str, tuple[str, int | None]] = {}
+    for name in CHAINED_FIELDS:
+        field = AuditEvent._meta.get_field(name)
+        kind = next(
+            (k for cls, k in _KINDS if isinstance(field, cls)),
+            "other",
+        )
+        kinds[name] = (kind, getattr(field, "max_length", None))
+    return kinds
+
+
+_KINDS: tuple[tuple[type[models.Field[Any, Any]], str], ...] = (
+    (models.JSONField, "json"),
+    (models.GenericIPAddressField, "ip"),
+    (models.CharField, "text"),
+    (models.DecimalField, "decimal"),
+    (models.FloatField, "float"),
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normal_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None  # e.g. a unix-socket peer: no address to record
+
+
+def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+    """Coerce values to exactly what the database stores, so the digest computed now is the
+    digest `verify_audit` recomputes from the stored row."""
+    unknown = set(values) - set(CHAINED_FIELDS)
+    if unknown:
+        raise ValueError(f"not audit columns: {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    for name, (kind, max_length) in _column_kinds().items():
+        value = values[name] if name in values else AuditEvent._meta.get_field(name).get_default()
+        if value is None:
+            out[name] = None
+        elif kind == "json":
+            text = json.dumps(value, cls=DjangoJSONEncoder)
+            out[name] = _clean_json(json.loads(text)) if "\\u0000" in text else json.loads(text)
+        elif kind == "ip":
+            out[name] = _normal_ip(str(value))
+        elif kind == "text":
+            # PostgreSQL text cannot hold NUL; over-long client input (a model name) is cut, not refused.
+            out[name] = str(value).replace("\x00", "")[:max_length]
+        elif kind == "decimal":
+            out[name] = Decimal(value).quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
+        elif kind == "float":
+            out[name] = float(value)
+        else:
+            out[name] = value
+    return out
+
+
+def audit_event_append(*, values: dict[str, Any]) -> AuditEvent:
+    """Append one row to the chain; raises if it cannot be written durably."""
+    row = _normalise(values)
+    digest = content_digest(row)
+    alias = router.db_for_write(AuditEvent)
+    if connections[alias].vendor == "postgresql":
+        # One statement: the trigger assigns seq and prev_hash and chains the digest.
+        return AuditEvent.objects.using(alias).create(**row, row_hash=digest)
+    # SQLite: the write transaction (BEGIN IMMEDIATE) holds the database's single write lock,
+    # so no other writer can read the same head; the insert trigger checks the link anyway.
+    with transaction.atomic(using=alias):
+        head = AuditEvent.objects.using(alias).order_by("-seq").values_list("seq", "row_hash").first()
+        seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        return AuditEvent.objects.using(alias).create(
+            **row, seq=seq, prev_hash=prev_hash, row_hash=chain_hash(prev_hash=prev_hash, seq=seq, digest=digest)
+        )
+
+
+def audit_record_request(ctx: RequestContext) -> AuditEvent:
+    """Write the one row for a finished (or rejected) /v1 request; raises if it cannot."""
+    return audit_event_append(values=request_values(ctx))
+
+
+def request_values(ctx: RequestContext) -> dict[str, Any]:
+    """The audit columns of a request: who, what, what each layer decided — hashes, not text."""
+    key_id, secret = settings.AUDIT_HASH_KEY
+    prompt = prompt_text(ctx.body)
+    response = "".join(ctx.response_text)
+    route = ctx.route
+    key = ctx.key
+    return {
+        "occurred_at": ctx.received_at,
+        "event_type": EventType.REQUEST,
+        "request_id": ctx.request_id,
+        "team_id": key.team_id if key else None,
+        "team_name": key.team_name if key else "",
+        "key_id": key.key_id if key else None,
+        "key_name": key.name if key else "",
+        "approved_by": key.approved_by if key else "",
+        "classification": key.classification if key else "",
+        "endpoint": ctx.endpoint,
+        "model": ctx.model_requested,
+        "backend": route.backend.name if route else "",
+        "status": ctx.status,
+        "decision": ctx.decision,
+        "error_code": ctx.error_code or "",
+        "stream": ctx.stream,
+        "dlp": [
+            {"direction": f.direction, "category": f.category, "pattern": f.pattern, "action": f.action, "count": f.count}
+            for f in ctx.dlp_findings
+        ],
+        "attempts": [
+            {"backend": a.backend, "outcome": a.outcome, "latency_ms": round(a.latency_ms, 3), "status": a.status}
+            for a in ctx.attempts
+        ],
+        "prompt_tokens": ctx.prompt_tokens,
+        "completion_tokens": ctx.completion_tokens,
+        "cost": ctx.cost,
+        "latency_ms": round(ctx.elapsed_ms(), 3),
+        "upstream_latency_ms": round(ctx.upstream_ms, 3) if ctx.upstream_ms is not None else None,
+        "client_ip": ctx.client_ip or None,
+        "user_agent": ctx.user_agent,
+        "prompt_hmac": keyed_hash(prompt, secret=secret) if prompt else "",
+        "response_hmac": keyed_hash(response, secret=secret) if response else "",
+        "hash_key_id": key_id,
+        "detail": ({"path": ctx.path[:200], "method": ctx.method, "error": ctx.error_message[:500]} if ctx.error_message else {}),
+    }
+
+
+def audit_governance_event(
+    *,
+    event_type: str,
+    actor: AbstractBaseUser | None = None,
+    actor_name: str = "",
+    team: Any = None,
+    api_key: Any = None,
+    detail: dict[str, Any] | None = None,
+    client_ip: str | None = None,
+    user_agent: str = "",
+) -> AuditEvent:
+    """Record a change to governance state (keys, routing, policies, limits, admin sessions).
+
+    Called inside the service's transaction, so the change and its record commit together.
+    """
+    return audit_event_append(
+        values={
+            "occurred_at": timezone.now(),
+            "event_type": event_type,
+            "actor": actor.get_username() if actor is not None else actor_name,
+            "team_id": team.pk if team is not None else None,
+            "team_name": team.name if team is not None else "",
+            "key_id": api_key.pk if api_key is not None else None,
+            "key_name": api_key.name if api_key is not None else "",
+            "classification": api_key.classification if api_key is not None else "",
+            "client_ip": client_ip or None,
+            "user_agent": user_agent,
+            "detail": detail or {},
+        }
+    )
+
+
+# ── the auditor role ───────────────────────────────────────────────────────────────────
+
+
+def auditor_group_ensure() -> Group:
+    """The "auditor" group: may view audit events in the console, nothing else."""
+    group, _ = Group.objects.get_or_create(name=AUDITOR_GROUP)
+    group.permissions.set(Permission.objects.filter(content_type__app_label="audit", codename="view_auditevent"))
+    return group

@@ -1,0 +1,68 @@
+"""Test support: let the test runner empty tables that the database refuses to empty.
+
+pytest-django empties every table after a transactional test (TRUNCATE on PostgreSQL, DELETE
+on SQLite), which the append-only triggers refuse, by design. `flush_suspending_triggers()`
+makes only that flush run with triggers suspended, inside the flush's own transaction; the
+triggers themselves are never altered outside it, so every test runs against them as
+production does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.base.operations import BaseDatabaseOperations
+
+
+@contextmanager
+def triggers_suspended(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Inside the caller's transaction, run without user triggers.
+
+    PostgreSQL: `SET LOCAL session_replication_role = replica` (ordinary triggers do not fire;
+    reset when the transaction ends; needs a superuser or, from PostgreSQL 15, SET privilege
+    on the parameter). SQLite has no such switch: the triggers are dropped and created again
+    before the transaction ends.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("triggers_suspended() must run inside a transaction")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            try:
+                yield
+            finally:
+                if not connection.needs_rollback:
+                    cursor.execute("SET LOCAL session_replication_role = origin")
+            return
+        if connection.vendor != "sqlite":
+            raise NotImplementedError(connection.vendor)
+        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")
+        triggers = cursor.fetchall()
+        for name, _ in triggers:
+            cursor.execute(f'DROP TRIGGER "{name}"')
+        try:
+            yield
+        finally:
+            for _, sql in triggers:
+                cursor.execute(sql)
+
+
+@contextmanager
+def flush_suspending_triggers() -> Iterator[None]:
+    """While active, Django's flush (and so pytest-django's) empties tables past the triggers."""
+    original = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: list[str]) -> Any:
+        connection = self.connection
+        with transaction.atomic(using=connection.alias), triggers_suspended(connection):
+            return original(self, sql_list)
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BaseDatabaseOperations.execute_sql_flush = original  # type: ignore[method-assign]

@@ -1,0 +1,120 @@
+"""The console: read-only for everyone, filters and search that stay fast, the decision chain."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from teams.services import IssuedKey
+
+from .helpers import chat
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:audit_auditevent_changelist")
+
+
+def client_for(user) -> Client:  # type: ignore[no-untyped-def]
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def refused(sensitive_key: IssuedKey) -> AuditEvent:
+    chat(sensitive_key.plaintext, model="gpt-4o-mini")
+    return AuditEvent.objects.get(event_type="request")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?event_type__exact=request",
+        "?decision=blocked_scope",
+        "?status=4xx",
+        "?status=403",
+        "?team_id=1",
+        "?key_id=1",
+        "?occurred_at__gte=2020-01-01+00:00:00%2B00:00",
+        "?q=req_nothing",
+    ],
+)
+def test_every_filter_answers_without_counting_the_whole_table(approver, refused: AuditEvent, query: str) -> None:  # type: ignore[no-untyped-def]
+    console = client_for(approver)
+    with CaptureQueriesContext(connection) as queries:
+        assert console.get(CHANGELIST + query).status_code == 200
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper() and "audit_auditevent" in q["sql"]]
+    assert counts and all("LIMIT" in sql.upper() for sql in counts)
+
+
+def test_filters_select_the_right_rows(approver, refused: AuditEvent, sensitive_key: IssuedKey) -> None:  # type: ignore[no-untyped-def]
+    console = client_for(approver)
+    key_id, team_id = sensitive_key.api_key.pk, sensitive_key.api_key.team_id
+    for query, expected in [
+        ({"decision": "blocked_scope", "key_id": key_id, "team_id": team_id}, True),
+        ({"decision": "allowed"}, False),
+        ({"status": "4xx", "event_type__exact": "request"}, True),
+        ({"status": "5xx"}, False),
+        ({"key_id": key_id + 1000}, False),
+    ]:
+        page = console.get(CHANGELIST, query)
+        assert (refused.request_id.encode() in page.content) is expected, query
+
+
+def test_it_finds_a_request_by_its_id(approver, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+    console = client_for(approver)
+    page = console.get(CHANGELIST, {"q": refused.request_id})
+    assert refused.request_id.encode() in page.content
+    assert refused.request_id.encode() not in console.get(CHANGELIST, {"q": refused.request_id[:-2]}).content
+
+
+def test_the_detail_page_shows_the_decision_chain(approver, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+    page = client_for(approver).get(reverse("admin:audit_auditevent_change", args=[refused.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<th>scope</th><td>refused</td><td>model_not_allowed: gpt-4o-mini</td>" in html
+    assert "<th>key</th><td>passed</td>" in html and "<th>upstream</th><td>not reached</td>" in html
+    assert 'name="_save"' not in html  # no save button: nothing to change
+
+
+def test_no_one_can_add_change_or_delete_an_event(approver, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+    console = client_for(approver)  # a superuser
+    change = reverse("admin:audit_auditevent_change", args=[refused.pk])
+    assert console.get(reverse("admin:audit_auditevent_add")).status_code == 403
+    assert console.post(change, {"actor": "mallory"}).status_code == 403
+    assert console.post(reverse("admin:audit_auditevent_delete", args=[refused.pk]), {"post": "yes"}).status_code == 403
+    assert console.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [refused.pk]}).status_code == 200
+    assert AuditEvent.objects.filter(pk=refused.pk, actor="").exists()
+
+
+def test_an_auditor_sees_the_audit_log_and_nothing_else(auditor, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+    console = client_for(auditor)
+    assert console.get(CHANGELIST).status_code == 200
+    assert console.get(reverse("admin:audit_auditevent_change", args=[refused.pk])).status_code == 200
+    assert console.get(reverse("admin:teams_team_changelist")).status_code == 403
+    assert console.get(reverse("admin:teams_apikey_changelist")).status_code == 403
+
+
+def test_other_staff_cannot_read_the_audit_log(django_user_model) -> None:  # type: ignore[no-untyped-def]
+    staff = django_user_model.objects.create_user(username="bob", password="bob-pass-123", is_staff=True)
+    assert client_for(staff).get(CHANGELIST).status_code == 403
+
+
+def test_console_sessions_are_audited(approver) -> None:  # type: ignore[no-untyped-def]
+    console = Client(REMOTE_ADDR="10.1.2.3")
+    login = reverse("admin:login")
+    console.post(login, {"username": "alice", "password": "wrong-password"})
+    console.post(login, {"username": "alice", "password": "alice-pass-123"})
+    console.post(reverse("admin:logout"))
+    rows = list(AuditEvent.objects.order_by("seq").values_list("event_type", "actor", "client_ip"))
+    assert rows == [
+        ("admin_login_failed", "alice", "10.1.2.3"),
+        ("admin_login", "alice", "10.1.2.3"),
+        ("admin_logout", "alice", "10.1.2.3"),
+    ]
+    assert "wrong-password" not in repr(list(AuditEvent.objects.values()))

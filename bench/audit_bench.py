@@ -1,0 +1,217 @@
+"""Audit write cost: per request, and chained inserts per second with 8 concurrent writers.
+
+Creates (and drops) its own PostgreSQL database, migrates it, then measures:
+1. the cost of one `audit_record_request` (what the pipeline pays per request, in its one
+   thread hop), split into the Python side (keyed hashes, normalisation, content digest) and
+   the database side, against the same INSERT into a copy of the table without the chain
+   trigger;
+2. rows per second from 8 writer processes, chained vs the trigger-less copy (the chain
+   serialises commits on one advisory lock: this is its price);
+3. `verify_audit` speed over the rows just written.
+Nothing here asserts: these are measurements. Run: `.venv/bin/python bench/audit_bench.py`
+(PostgreSQL at 127.0.0.1:5432; BENCH_ADMIN_DATABASE_URL to point elsewhere).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+DB_NAME = "synapse_bench_audit"
+DATABASE_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
+WRITERS = 8
+SEQUENTIAL = int(os.environ.get("BENCH_AUDIT_WRITES", "3000"))
+SECONDS = float(os.environ.get("BENCH_AUDIT_SECONDS", "5"))
+
+os.environ.update(
+    {
+        "DATABASE_URL": DATABASE_URL,
+        "DJANGO_SETTINGS_MODULE": "synapse.settings",
+        "SYNAPSE_SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnop",
+        "AUDIT_HASH_KEY": "bench:bench-audit-hash-key",
+        "SYNAPSE_LOG_LEVEL": "ERROR",
+    }
+)
+
+
+def _setup() -> None:
+    import django
+
+    django.setup()
+
+
+def _context() -> Any:
+    """A finished, allowed chat request as the pipeline hands it to the audit layer."""
+    from synapse.context import Attempt, DlpFinding, RequestContext
+
+    ctx = RequestContext(
+        request_id=f"req_{uuid.uuid4().hex}",
+        endpoint="chat.completions",
+        method="POST",
+        path="/v1/chat/completions",
+        client_ip="10.20.30.40",
+        user_agent="OpenAI/Python 1.99.0",
+        received_at=datetime.now(UTC),
+    )
+    ctx.key = SimpleNamespace(  # type: ignore[assignment]
+        team_id=1, team_name="claims", key_id=7, name="Claims summariser", approved_by="alice", classification="sensitive"
+    )
+    ctx.route = SimpleNamespace(backend=SimpleNamespace(name="local-vllm"))  # type: ignore[assignment]
+    ctx.model_requested = "llama-3-8b"
+    ctx.body = {"model": "llama-3-8b", "messages": [{"role": "user", "content": "Summarise claim 42 in two sentences. " * 20}]}
+    ctx.response_text = ["The claim concerns water damage. ", "It was approved on 3 March."]
+    ctx.dlp_findings = [DlpFinding(direction="prompt", category="pii", pattern="us_ssn", action="redact")]
+    ctx.attempts = [Attempt(backend="local-vllm", outcome="ok", latency_ms=412.734, status=200)]
+    ctx.prompt_tokens, ctx.completion_tokens, ctx.cost, ctx.upstream_ms = 180, 24, Decimal("0.0000414"), 412.734
+    return ctx
+
+
+def _plain_model() -> Any:
+    """The audit model's columns and indexes on a copy of the table that has no triggers."""
+    from django.db import models
+
+    from audit.models import AuditEvent
+
+    attrs: dict[str, Any] = {"__module__": __name__}
+    for field in AuditEvent._meta.concrete_fields:
+        attrs[field.name] = field.clone()
+    attrs["Meta"] = type("Meta", (), {"db_table": "bench_plain", "app_label": "audit", "managed": False})
+    return type("PlainEvent", (models.Model,), attrs)
+
+
+def _plain_insert(model: Any, ctx: Any, seq: int) -> None:
+    """The same row and the same work, into the copy without the chain trigger."""
+    from audit.chain import content_digest
+    from audit.services import _normalise, request_values
+
+    row = _normalise(request_values(ctx))
+    model.objects.create(**row, seq=seq, prev_hash="0" * 64, row_hash=content_digest(row))
+
+
+def _python_side(ctx: Any) -> None:
+    """Everything `audit_record_request` does except the INSERT."""
+    from audit.chain import content_digest
+    from audit.services import _normalise, request_values
+
+    content_digest(_normalise(request_values(ctx)))
+
+
+def _timed(fn: Any, n: int) -> list[float]:
+    timings = []
+    for i in range(n):
+        start = time.perf_counter()
+        fn(i)
+        timings.append((time.perf_counter() - start) * 1e6)
+    return timings
+
+
+def _describe(label: str, timings: list[float]) -> str:
+    timings = sorted(timings)
+    return (
+        f"{label:<44} mean {statistics.fmean(timings):7.0f} µs   p50 {statistics.median(timings):7.0f} µs   "
+        f"p99 {timings[int(len(timings) * 0.99)]:7.0f} µs"
+    )
+
+
+def _writer(chained: bool, barrier: Any, offset: int, counts: Any, index: int) -> None:
+    _setup()
+    from django.db import connection
+
+    from audit.services import audit_record_request
+
+    plain = _plain_model()
+    ctx = _context()
+    connection.ensure_connection()
+    barrier.wait()  # every writer is set up and connected: start together
+    stop_at = time.perf_counter() + SECONDS
+    done = 0
+    while time.perf_counter() < stop_at:
+        if chained:
+            audit_record_request(ctx)
+        else:
+            _plain_insert(plain, ctx, offset + done)
+        done += 1
+    counts[index] = done
+
+
+def _throughput(chained: bool) -> float:
+    spawn = multiprocessing.get_context("spawn")
+    counts = spawn.Array("q", WRITERS)
+    barrier = spawn.Barrier(WRITERS)
+    processes = [spawn.Process(target=_writer, args=(chained, barrier, 10_000_000 * (i + 1), counts, i)) for i in range(WRITERS)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    if any(process.exitcode for process in processes):
+        raise RuntimeError("a writer process failed")
+    return sum(counts) / SECONDS
+
+
+def main() -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+        settings_line = ", ".join(
+            f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}"  # type: ignore[index]
+            for name in ("server_version", "synchronous_commit", "fsync")
+        )
+    try:
+        _setup()
+        from django.core.management import call_command
+        from django.db import connection
+
+        from audit.models import AuditEvent
+        from audit.selectors import audit_chain_verify
+        from audit.services import audit_record_request
+
+        call_command("migrate", verbosity=0)
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE bench_plain (LIKE audit_auditevent INCLUDING ALL)")
+        print(f"PostgreSQL: {settings_line}; {os.cpu_count()} CPUs; {WRITERS} writers")
+
+        plain = _plain_model()
+        ctx = _context()
+        for i in range(200):  # warm up connections, caches, plans
+            audit_record_request(ctx)
+            _plain_insert(plain, ctx, i)
+        python = _timed(lambda i: _python_side(ctx), SEQUENTIAL)
+        unchained = _timed(lambda i: _plain_insert(plain, ctx, 1000 + i), SEQUENTIAL)
+        chained = _timed(lambda i: audit_record_request(ctx), SEQUENTIAL)
+        print(_describe("per request, Python side (hashes, digest)", python))
+        print(_describe("per request, same INSERT without the chain", unchained))
+        print(_describe("per request, audit_record_request (chained)", chained))
+        connection.close()
+
+        rate_plain = _throughput(chained=False)
+        rate_chained = _throughput(chained=True)
+        print(f"{WRITERS} writer processes, {SECONDS:.0f} s each:   without chain {rate_plain:8.0f} rows/s")
+        print(f"{WRITERS} writer processes, {SECONDS:.0f} s each:   chained       {rate_chained:8.0f} rows/s")
+
+        start = time.perf_counter()
+        report = audit_chain_verify()
+        elapsed = time.perf_counter() - start
+        print(f"verify_audit: {report.line()[:60]}… in {elapsed:.2f} s ({report.events / elapsed:,.0f} rows/s)")
+        print(f"rows in the chain: {AuditEvent.objects.count()}")
+        connection.close()
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()

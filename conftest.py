@@ -1,0 +1,244 @@
+"""Shared fixtures: named actors and keys, fake providers, and the real server.
+
+The gateway fixture runs the production stack (gunicorn + uvicorn workers, 2 processes)
+against the test database; tests that use it must commit their data, so they are marked
+`django_db(transaction=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+
+from routing.services import routing_import
+from teams.models import Classification, Team
+from teams.services import IssuedKey, api_key_issue, team_create
+from tests.fakes.openai import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parent
+BOUND_PROMPT = "You are the claims assistant. Never reveal policy numbers."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ── append-only tables ──
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_past_append_only_triggers() -> Iterator[None]:
+    """Transactional tests end with a flush (TRUNCATE / DELETE of every table), which the audit
+    log's triggers refuse; only that flush runs with triggers suspended."""
+    from audit.testing import flush_suspending_triggers
+
+    with flush_suspending_triggers():
+        yield
+
+
+# ── fake providers (session-wide servers, cleared per test) ──
+
+
+@pytest.fixture(scope="session")
+def _onprem_server() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def _cloud_server() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def onprem_upstream(_onprem_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    """A fake vLLM server (on-prem)."""
+    _onprem_server.reset()
+    yield _onprem_server
+    _onprem_server.reset()
+
+
+@pytest.fixture
+def cloud_upstream(_cloud_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    """A fake OpenAI (cloud)."""
+    _cloud_server.reset()
+    yield _cloud_server
+    _cloud_server.reset()
+
+
+# ── governance data ──
+
+
+@pytest.fixture
+def approver(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_superuser(username="alice", email="alice@example.com", password="alice-pass-123")
+
+
+@pytest.fixture
+def auditor(django_user_model):  # type: ignore[no-untyped-def]
+    """A staff user in the "auditor" group: may view the audit log in the console, nothing else."""
+    from audit.services import auditor_group_ensure
+
+    user = django_user_model.objects.create_user(username="audrey", password="audrey-pass-123", is_staff=True)
+    user.groups.add(auditor_group_ensure())
+    return user
+
+
+@pytest.fixture
+def team(db) -> Team:  # type: ignore[no-untyped-def]
+    return team_create(name="claims", owner_email="owner@example.com", display_name="Claims")
+
+
+@pytest.fixture
+def routing(db, onprem_upstream: FakeOpenAI, cloud_upstream: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+    """Backends: the built-in mock, a fake on-prem vLLM, a fake cloud OpenAI."""
+    routing_import(
+        document={
+            "backends": [
+                {"name": "mock", "kind": "mock", "location": "on_prem"},
+                {"name": "local-vllm", "kind": "vllm", "base_url": f"{onprem_upstream.base_url}/v1", "location": "on_prem"},
+                {
+                    "name": "openai",
+                    "kind": "openai",
+                    "base_url": f"{cloud_upstream.base_url}/v1",
+                    "api_key_env": "FAKE_OPENAI_KEY",
+                    "location": "cloud",
+                },
+            ],
+            "models": [
+                {"name": "mock-small", "backend": "mock"},
+                {"name": "llama-3-8b", "backend": "local-vllm", "upstream_model": "meta-llama/Meta-Llama-3-8B-Instruct"},
+                {
+                    "name": "gpt-4o-mini",
+                    "backend": "openai",
+                    "upstream_model": "gpt-4o-mini-2024-07-18",
+                    "input_price_per_mtok": "0.15",
+                    "output_price_per_mtok": "0.60",
+                },
+            ],
+        }
+    )
+
+
+@pytest.fixture
+def sensitive_key(team: Team, routing: None, approver) -> IssuedKey:  # type: ignore[no-untyped-def]
+    return api_key_issue(
+        team=team,
+        name="Claims summariser",
+        system_prompt=BOUND_PROMPT,
+        models=["llama-3-8b", "mock-small"],
+        classification=Classification.SENSITIVE,
+        approved_by=approver,
+    )
+
+
+@pytest.fixture
+def cloud_key(team: Team, routing: None, approver) -> IssuedKey:  # type: ignore[no-untyped-def]
+    return api_key_issue(
+        team=team,
+        name="Marketing copy",
+        system_prompt="You write marketing copy.",
+        models=["gpt-4o-mini", "llama-3-8b"],
+        classification=Classification.NON_SENSITIVE,
+        approved_by=approver,
+    )
+
+
+# ── the real server ──
+
+
+class Gateway:
+    def __init__(self, base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.base_url = base_url
+        self.process = process
+        self.log = log
+
+    @property
+    def v1(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def openai(self, key: str, **kwargs):  # type: ignore[no-untyped-def]
+        from openai import OpenAI
+
+        return OpenAI(base_url=self.v1, api_key=key, max_retries=0, **kwargs)
+
+
+def start_gateway(*, database_url: str, workers: int = 2, extra_env: dict[str, str] | None = None) -> Gateway:
+    port = free_port()
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"synapse-gateway-{port}.log"
+    env = {**os.environ, "DATABASE_URL": database_url, "SYNAPSE_LOG_LEVEL": "WARNING", **(extra_env or {})}
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "synapse.asgi:application",
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+            "-w",
+            str(workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--graceful-timeout",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited early:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base_url}/v1/models", timeout=1).status_code == 401:
+                return Gateway(base_url, process, log)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"gateway did not start:\n{log.read_text()[-3000:]}")
+
+
+def stop_gateway(gateway: Gateway) -> None:
+    gateway.process.terminate()
+    try:
+        gateway.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        gateway.process.kill()
+
+
+def database_url_for_tests() -> str:
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    user = settings.get("USER") or "postgres"
+    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+    with django_db_blocker.unblock():
+        url = database_url_for_tests()
+    server = start_gateway(database_url=url)
+    yield server
+    stop_gateway(server)

@@ -1,0 +1,83 @@
+"""The one shared upstream HTTP client per worker process, and HTTP error mapping."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from httpx_aiohttp import HttpxAiohttpClient
+
+from .base import UpstreamError
+
+_client: httpx.AsyncClient | None = None
+
+
+def shared_client() -> httpx.AsyncClient:
+    """Created lazily inside the worker's event loop (aiohttp sessions bind to their loop).
+
+    httpx on the aiohttp transport: measured here at ~2.5x the throughput of httpx's default
+    transport for a proxied request (see README, "Dependencies").
+    """
+    global _client
+    if _client is None or _client.is_closed:
+        _client = HttpxAiohttpClient(
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            follow_redirects=False,
+            trust_env=False,
+        )
+    return _client
+
+
+def raise_for_upstream(response: httpx.Response, body: bytes, *, provider: str) -> None:
+    """Turn a non-2xx provider response into an UpstreamError the client can act on.
+
+    Client-side faults the provider reports (400, 404 model, 413, 422) are passed on as 400 so
+    the caller can fix the request; the provider's own auth failures are the operator's
+    problem, so the client gets 502, never the provider's 401 (its key is not the client's).
+    """
+    status = response.status_code
+    message = _provider_message(body) or f"HTTP {status}"
+    retry_after = _retry_after(response)
+    detail = f"{provider} returned {status}: {message}"
+    if status == 429:
+        raise UpstreamError(
+            detail, status=429, retryable=True, upstream_status=status, code="upstream_rate_limited", retry_after=retry_after
+        )
+    if status in (401, 403):
+        raise UpstreamError(
+            f"{provider} rejected the gateway's credentials ({status})",
+            status=502,
+            upstream_status=status,
+            code="upstream_auth_failed",
+        )
+    if status in (400, 404, 413, 422):
+        raise UpstreamError(detail, status=400, upstream_status=status, code="upstream_invalid_request")
+    if status in (503, 529):
+        raise UpstreamError(
+            detail, status=503, retryable=True, upstream_status=status, code="upstream_overloaded", retry_after=retry_after
+        )
+    raise UpstreamError(detail, status=502, retryable=status >= 500, upstream_status=status)
+
+
+def _provider_message(body: bytes) -> str:
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace").strip()
+    if isinstance(payload, list) and payload:  # Gemini wraps errors in a list when streaming
+        payload = payload[0]
+    if isinstance(payload, dict):
+        error = payload.get("error", payload)
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("type") or "")[:500]
+        return str(error)[:500]
+    return ""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,157 @@
+"""The OpenAI-compatible family: OpenAI itself, Azure OpenAI, vLLM and Ollama's /v1.
+
+They share the wire format, so they share one implementation; subclasses only differ in
+where the request goes and how it authenticates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from .base import Adapter, UpstreamError
+from .http import raise_for_upstream
+from .sse import iter_sse
+
+
+class OpenAICompatibleAdapter(Adapter):
+    kind = "openai"
+    label = "OpenAI"
+
+    def url(self, path: str, body: dict[str, Any]) -> str:
+        return self.backend.base_url.rstrip("/") + path
+
+    def headers(self) -> dict[str, str]:
+        credential = self.backend.credential()
+        return {"Authorization": f"Bearer {credential}"} if credential else {}
+
+    def prepare(self, body: dict[str, Any]) -> dict[str, Any]:
+        return body
+
+    def _timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, connect=self.deadlines.connect)
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        payload = self.prepare(body)
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self.client.post(
+                    self.url(path, payload), json=payload, headers=self.headers(), timeout=self._timeout()
+                )
+                raw = await response.aread()
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise UpstreamError(
+                f"{self.label} did not answer within {self.timeout:g} s", status=504, retryable=True, code="upstream_timeout"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(
+                f"{self.label} is unreachable ({type(exc).__name__})", status=502, retryable=True, code="upstream_unreachable"
+            ) from exc
+        if response.status_code >= 400:
+            raise_for_upstream(response, raw, provider=self.label)
+        try:
+            result: dict[str, Any] = json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamError(f"{self.label} returned a body that is not JSON", status=502) from exc
+        return result
+
+    async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._post_json("/chat/completions", body)
+
+    async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._post_json("/embeddings", body)
+
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        payload = self.prepare(body)
+        request = self.client.build_request(
+            "POST", self.url("/chat/completions", payload), json=payload, headers=self.headers(), timeout=self._timeout()
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise UpstreamError(
+                f"{self.label} did not answer within {self.timeout:g} s", status=504, retryable=True, code="upstream_timeout"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(
+                f"{self.label} is unreachable ({type(exc).__name__})", status=502, retryable=True, code="upstream_unreachable"
+            ) from exc
+        try:
+            if response.status_code >= 400:
+                raise_for_upstream(response, await response.aread(), provider=self.label)
+            async for event in iter_sse(response):
+                if event.data == "[DONE]":
+                    return
+                try:
+                    chunk = json.loads(event.data)
+                except ValueError as exc:
+                    raise UpstreamError(f"{self.label} sent a stream event that is not JSON", status=502) from exc
+                if isinstance(chunk, dict) and "error" in chunk:
+                    error = chunk["error"]
+                    message = error.get("message", "") if isinstance(error, dict) else str(error)
+                    raise UpstreamError(f"{self.label} reported an error mid-stream: {message}", status=502)
+                yield chunk
+        except httpx.TimeoutException as exc:
+            raise UpstreamError(
+                f"{self.label} stalled for more than {self.timeout:g} s", status=504, code="upstream_timeout"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(f"{self.label} broke the stream ({type(exc).__name__})", status=502) from exc
+        finally:
+            await response.aclose()
+
+
+class _SystemRoleOnly(OpenAICompatibleAdapter):
+    """Self-hosted servers render messages through the model's chat template, which knows
+    `system` but usually not OpenAI's newer `developer` role; send those as `system`."""
+
+    def prepare(self, body: dict[str, Any]) -> dict[str, Any]:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not any(m.get("role") == "developer" for m in messages):
+            return body
+        return {**body, "messages": [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]}
+
+
+class VLLMAdapter(_SystemRoleOnly):
+    kind = "vllm"
+    label = "vLLM"
+
+
+class OllamaAdapter(_SystemRoleOnly):
+    """Ollama's OpenAI-compatible endpoint; `base_url` is e.g. http://127.0.0.1:11434/v1."""
+
+    kind = "ollama"
+    label = "Ollama"
+
+
+class AzureOpenAIAdapter(OpenAICompatibleAdapter):
+    """Azure OpenAI: deployment-based URLs, `api-version` query, `api-key` header.
+
+    `base_url` is the resource endpoint (https://NAME.openai.azure.com); the model's
+    `upstream_model` is the deployment name. With `options.entra_token_env` set, an Entra ID
+    bearer token from that variable is sent instead of the key.
+    """
+
+    kind = "azure_openai"
+    label = "Azure OpenAI"
+    default_api_version = "2024-10-21"
+
+    def url(self, path: str, body: dict[str, Any]) -> str:
+        base = self.backend.base_url.rstrip("/")
+        if base.endswith("/openai"):
+            base = base[: -len("/openai")]
+        deployment = body.get("model", "")
+        version = self.backend.options.get("api_version", self.default_api_version)
+        return f"{base}/openai/deployments/{deployment}{path}?api-version={version}"
+
+    def headers(self) -> dict[str, str]:
+        token_env = self.backend.options.get("entra_token_env")
+        if token_env and os.environ.get(token_env):
+            return {"Authorization": f"Bearer {os.environ[token_env]}"}
+        credential = self.backend.credential()
+        return {"api-key": credential} if credential else {}

@@ -1,0 +1,253 @@
+"""Writes for routing: config as code (YAML import) and the built-in mock backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import yaml
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+
+from audit.services import audit_governance_event
+
+from .adapters import ADAPTERS
+from .dispatch import RECOVERED
+from .models import Backend, BackendHealth, Location, Model, ModelFallback
+
+BACKEND_FIELDS = {
+    "name", "kind", "base_url", "api_key_env", "location", "timeout", "options",
+    "connect_timeout", "first_byte_timeout", "max_retries",
+}  # fmt: skip
+MODEL_FIELDS = {"name", "backend", "upstream_model", "input_price_per_mtok", "output_price_per_mtok", "fallbacks"}
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return f"routing imported: {len(self.created)} created, {len(self.updated)} updated, {len(self.unchanged)} unchanged"
+
+
+def _price(value: Any, where: str) -> Decimal:
+    try:
+        price = Decimal(str(value if value is not None else 0))
+    except InvalidOperation as exc:
+        raise ValidationError(f"{where}: price must be a number") from exc
+    if price < 0:
+        raise ValidationError(f"{where}: price must not be negative")
+    return price
+
+
+def _upsert(
+    model_class: type[Backend] | type[Model], name: str, values: dict[str, Any], summary: ImportSummary, label: str
+) -> Any:
+    instance = model_class.objects.filter(name=name).first()
+    if instance is None:
+        instance = model_class(name=name, **values)
+        instance.full_clean()
+        instance.save()
+        summary.created.append(f"{label} {name}")
+        return instance
+    if all(getattr(instance, attr) == value for attr, value in values.items()):
+        summary.unchanged.append(f"{label} {name}")
+        return instance
+    for attr, value in values.items():
+        setattr(instance, attr, value)
+    instance.full_clean()
+    instance.save()
+    summary.updated.append(f"{label} {name}")
+    return instance
+
+
+@transaction.atomic
+def routing_import(*, document: dict[str, Any], actor: AbstractBaseUser | None = None, source: str = "") -> ImportSummary:
+    """Create or update backends and models from a routing document; idempotent."""
+    if not isinstance(document, dict):
+        raise ValidationError("the routing file must be a mapping with 'backends' and 'models'")
+    summary = ImportSummary()
+    for index, item in enumerate(document.get("backends") or []):
+        where = f"backends[{index}]"
+        if not isinstance(item, dict) or not item.get("name"):
+            raise ValidationError(f"{where}: needs at least a name")
+        unknown = set(item) - BACKEND_FIELDS
+        if unknown:
+            raise ValidationError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        kind = item.get("kind")
+        if kind not in ADAPTERS:
+            raise ValidationError(f"{where}: kind must be one of {', '.join(sorted(ADAPTERS))}")
+        location = item.get("location")
+        if location not in Location.values:
+            raise ValidationError(f"{where}: location must be on_prem or cloud")
+        values = {
+            "kind": kind,
+            "base_url": item.get("base_url", ""),
+            "api_key_env": item.get("api_key_env", ""),
+            "location": location,
+            "timeout_seconds": item.get("timeout"),
+            "connect_timeout_seconds": item.get("connect_timeout"),
+            "first_byte_timeout_seconds": item.get("first_byte_timeout"),
+            "max_retries": _retries(item.get("max_retries", 1), where),
+            "options": item.get("options") or {},
+        }
+        _upsert(Backend, str(item["name"]), values, summary, "backend")
+    for index, item in enumerate(document.get("models") or []):
+        where = f"models[{index}]"
+        if not isinstance(item, dict) or not item.get("name") or not item.get("backend"):
+            raise ValidationError(f"{where}: needs a name and a backend")
+        unknown = set(item) - MODEL_FIELDS
+        if unknown:
+            raise ValidationError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        backend = Backend.objects.filter(name=item["backend"]).first()
+        if backend is None:
+            raise ValidationError(f"{where}: unknown backend '{item['backend']}'")
+        values = {
+            "backend": backend,
+            "upstream_model": item.get("upstream_model") or item["name"],
+            "input_price_per_mtok": _price(item.get("input_price_per_mtok"), where),
+            "output_price_per_mtok": _price(item.get("output_price_per_mtok"), where),
+        }
+        _upsert(Model, str(item["name"]), values, summary, "model")
+    # Chains after all models exist: a fallback may be defined later in the same document.
+    for index, item in enumerate(document.get("models") or []):
+        if "fallbacks" in item:
+            model = Model.objects.get(name=item["name"])
+            if _fallbacks_set(model, item["fallbacks"] or [], f"models[{index}].fallbacks"):
+                summary.updated.append(f"fallbacks of {model.name}")
+    if summary.created or summary.updated:
+        audit_governance_event(
+            event_type="routing_imported",
+            actor=actor,
+            detail={"source": source, "created": summary.created, "updated": summary.updated},
+        )
+    return summary
+
+
+def _retries(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10:
+        raise ValidationError(f"{where}: max_retries must be a whole number from 0 to 10")
+    return value
+
+
+def _fallbacks_set(model: Model, names: Any, where: str) -> bool:
+    """Replace `model`'s fallback chain with the models named, in order; True if it changed."""
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValidationError(f"{where}: must be a list of model names")
+    if len(set(names)) != len(names) or model.name in names:
+        raise ValidationError(f"{where}: a chain names each model once and never the model itself")
+    found = {m.name: m for m in Model.objects.filter(name__in=names)}
+    if missing := [name for name in names if name not in found]:
+        raise ValidationError(f"{where}: unknown model(s) {', '.join(missing)}")
+    current = list(model.fallback_links.order_by("position").values_list("fallback__name", flat=True))
+    if current == names:
+        return False
+    model.fallback_links.all().delete()
+    ModelFallback.objects.bulk_create(
+        ModelFallback(model=model, fallback=found[name], position=position) for position, name in enumerate(names)
+    )
+    return True
+
+
+@transaction.atomic
+def model_fallbacks_set(*, model: Model, fallbacks: list[str], actor: AbstractBaseUser | None = None) -> None:
+    """Set a model's ordered fallback chain (by model names); audited like any routing change."""
+    if _fallbacks_set(model, fallbacks, "fallbacks"):
+        audit_governance_event(event_type="routing_changed", actor=actor, detail={"model": model.name, "fallbacks": fallbacks})
+
+
+def routing_import_yaml(*, text: str, actor: AbstractBaseUser | None = None, source: str = "") -> ImportSummary:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"not valid YAML: {exc}") from exc
+    return routing_import(document=document, actor=actor, source=source)
+
+
+def routing_ensure_mock(*, actor: AbstractBaseUser | None = None) -> ImportSummary:
+    """The quick start's built-in on-prem `mock` backend and its `mock-small` model."""
+    return routing_import(
+        document={
+            "backends": [{"name": "mock", "kind": "mock", "base_url": "", "location": "on_prem"}],
+            "models": [{"name": "mock-small", "backend": "mock", "upstream_model": "mock-small"}],
+        },
+        actor=actor,
+        source="built-in",
+    )
+
+
+@transaction.atomic
+def backend_save(*, backend: Backend, actor: AbstractBaseUser | None = None) -> Backend:
+    """Admin edits of a backend; audited like an import."""
+    created = backend.pk is None
+    backend.full_clean()
+    backend.save()
+    audit_governance_event(event_type="routing_changed", actor=actor, detail={"backend": backend.name, "created": created})
+    return backend
+
+
+@transaction.atomic
+def model_save(*, model: Model, actor: AbstractBaseUser | None = None) -> Model:
+    created = model.pk is None
+    model.full_clean()
+    model.save()
+    audit_governance_event(event_type="routing_changed", actor=actor, detail={"model": model.name, "created": created})
+    return model
+
+
+# ── circuit breaker ─────────────────────────────────────────────────────────────────────
+
+
+def circuit_policy() -> tuple[int, float]:
+    """(consecutive failures that open a backend's circuit, seconds it then stays open)."""
+    options = settings.SYNAPSE
+    return int(options.get("CIRCUIT_FAILURES", 5)), float(options.get("CIRCUIT_COOLDOWN", 30.0))
+
+
+def backend_health_settle(*, events: list[tuple[str, str, str]]) -> None:
+    """Apply what one request's tries taught about its backends: (backend, FAILURE/RECOVERED, error code).
+
+    Called in the request's audit write, so the breaker costs no extra database round trip, and
+    only when something changed: a request whose backends were healthy and stay so writes nothing.
+    Increments are single UPDATEs, so concurrent workers never lose a failure.
+    """
+    threshold, cooldown = circuit_policy()
+    now = timezone.now()
+    names = {name for name, _, _ in events}
+    ids = dict(Backend.objects.filter(name__in=names).values_list("name", "pk"))
+    for name, health, error in events:
+        backend_id = ids.get(name)
+        if backend_id is None:
+            continue
+        if health == RECOVERED:
+            BackendHealth.objects.filter(backend_id=backend_id).update(consecutive_failures=0, open_until=None)
+            continue
+        BackendHealth.objects.get_or_create(backend_id=backend_id)
+        BackendHealth.objects.filter(backend_id=backend_id).update(
+            consecutive_failures=F("consecutive_failures") + 1,
+            last_failure_at=now,
+            last_error=error[:64],
+            # The row's old count: this failure makes it `threshold`, or a trial after a
+            # cool-down failed again: (re)open.
+            open_until=Case(
+                When(consecutive_failures__gte=threshold - 1, then=Value(now + timedelta(seconds=cooldown))),
+                default=F("open_until"),
+            ),
+        )
+
+
+@transaction.atomic
+def backend_circuit_reset(*, backends: list[Backend], actor: AbstractBaseUser | None = None) -> int:
+    """Close the circuits of `backends` now (an operator fixed them); audited."""
+    names = [backend.name for backend in backends]
+    count = BackendHealth.objects.filter(backend__in=backends).update(consecutive_failures=0, open_until=None)
+    audit_governance_event(event_type="routing_changed", actor=actor, detail={"circuit_reset": names})
+    return count

@@ -1,0 +1,113 @@
+"""The OpenAI-compatible adapters against a fake upstream over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from routing.adapters import BackendConfig, UpstreamError
+from routing.adapters.openai_compat import AzureOpenAIAdapter, OllamaAdapter, OpenAICompatibleAdapter
+from tests.fakes.base import Reply
+from tests.fakes.openai import FakeOpenAI
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI()
+    server.start()
+    yield server
+    server.stop()
+
+
+def run(coro: Any) -> Any:
+    async def with_client() -> Any:
+        async with httpx.AsyncClient() as client:
+            return await coro(client)
+
+    return asyncio.run(with_client())
+
+
+def backend(kind: str, base_url: str, **extra: Any) -> BackendConfig:
+    return BackendConfig(name=kind, kind=kind, base_url=base_url, location="cloud", **extra)
+
+
+BODY = {"model": "m", "messages": [{"role": "developer", "content": "Be terse."}, {"role": "user", "content": "hi"}]}
+
+
+def test_openai_sends_the_bearer_credential_and_keeps_the_developer_role(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-test-123")
+    config = backend("openai", f"{fake.base_url}/v1", api_key_env="TEST_UPSTREAM_KEY")
+    result = run(lambda c: OpenAICompatibleAdapter(client=c, backend=config, default_timeout=5).chat(BODY))
+    assert result["choices"][0]["message"]["content"] == "echo: hi"
+    [received] = fake.received
+    assert received.path == "/v1/chat/completions"
+    assert received.headers["authorization"] == "Bearer sk-test-123"
+    assert received.body["messages"][0]["role"] == "developer"
+
+
+def test_ollama_sends_developer_messages_as_system(fake: FakeOpenAI) -> None:
+    config = backend("ollama", f"{fake.base_url}/v1")
+    run(lambda c: OllamaAdapter(client=c, backend=config, default_timeout=5).chat(BODY))
+    assert [m["role"] for m in fake.received[0].body["messages"]] == ["system", "user"]
+    assert "authorization" not in fake.received[0].headers
+
+
+def test_azure_uses_the_deployment_url_api_version_and_api_key_header(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_AZURE_KEY", "azure-secret")
+    config = backend("azure_openai", fake.base_url, api_key_env="TEST_AZURE_KEY", options={"api_version": "2024-10-21"})
+    body = {**BODY, "model": "my-gpt4o-deployment"}
+    run(lambda c: AzureOpenAIAdapter(client=c, backend=config, default_timeout=5).chat(body))
+    [received] = fake.received
+    assert received.path == "/openai/deployments/my-gpt4o-deployment/chat/completions"
+    assert received.query == {"api-version": ["2024-10-21"]}
+    assert received.headers["api-key"] == "azure-secret" and "authorization" not in received.headers
+
+
+def test_azure_streams(fake: FakeOpenAI) -> None:
+    config = backend("azure_openai", fake.base_url)
+
+    async def collect(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        adapter = AzureOpenAIAdapter(client=client, backend=config, default_timeout=5)
+        body = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+        return [chunk async for chunk in adapter.chat_stream(body)]
+
+    chunks = run(collect)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "echo: hi"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "client_status", "retryable"),
+    [(400, 400, False), (401, 502, False), (429, 429, True), (500, 502, True), (503, 503, True)],
+)
+def test_provider_errors_map_to_gateway_statuses_without_leaking_credentials(
+    fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, status: int, client_status: int, retryable: bool
+) -> None:
+    monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-very-secret")
+    fake.fail_next(Reply(status=status, body={"error": {"message": "provider says no", "type": "x"}}))
+    config = backend("openai", f"{fake.base_url}/v1", api_key_env="TEST_UPSTREAM_KEY")
+    with pytest.raises(UpstreamError) as caught:
+        run(lambda c: OpenAICompatibleAdapter(client=c, backend=config, default_timeout=5).chat(BODY))
+    assert (caught.value.status, caught.value.retryable) == (client_status, retryable)
+    assert "sk-very-secret" not in caught.value.message
+
+
+def test_a_slow_upstream_times_out_as_504(fake: FakeOpenAI) -> None:
+    fake.fail_next(Reply(body={}, delay=1.5))
+    config = backend("vllm", f"{fake.base_url}/v1", timeout=0.3)
+    with pytest.raises(UpstreamError) as caught:
+        run(lambda c: OpenAICompatibleAdapter(client=c, backend=config, default_timeout=5).chat(BODY))
+    assert caught.value.status == 504
+
+
+def test_an_unreachable_upstream_is_a_retryable_502() -> None:
+    config = backend("vllm", "http://127.0.0.1:9/v1")
+    with pytest.raises(UpstreamError) as caught:
+        run(lambda c: OpenAICompatibleAdapter(client=c, backend=config, default_timeout=5).chat(BODY))
+    assert (caught.value.status, caught.value.retryable) == (502, True)

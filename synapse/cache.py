@@ -1,0 +1,109 @@
+"""A Django cache backend that is an atomic counter store on the database (PostgreSQL or SQLite).
+
+Rate limits, token reservations and spend must hold exactly across workers and replicas, so
+every operation is one SQL statement that reads and writes the row together:
+
+    add   INSERT … ON CONFLICT (key) DO UPDATE … WHERE <the old row expired> RETURNING value
+    incr  UPDATE … SET value = value + delta WHERE key = … AND <not expired> RETURNING value
+
+Django's own `DatabaseCache` reads, then writes, in separate statements; under concurrency its
+`incr` loses most increments. This backend stores integers only (all a counter needs) and is
+what django-ratelimit's `get_usage` calls through the cache API (`add`, then `incr`).
+Use django-redis instead when REDIS_URL is set (docs/LIMITS.md says when).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.db import connections
+
+# Expired rows are deleted at most this often per process, from within `add`.
+PRUNE_EVERY_SECONDS = 60.0
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"CounterCache stores integers only, not {type(value).__name__}")
+    return value
+
+
+class CounterCache(BaseCache):
+    """LOCATION: the table (default `synapse_counter`); OPTIONS["DATABASE"]: the connection alias."""
+
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        self._table = location or "synapse_counter"
+        self._alias = params.get("OPTIONS", {}).get("DATABASE", "default")
+        self._pruned_at = 0.0
+
+    # ── SQL ──
+
+    def _execute(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        connection = connections[self._alias]
+        table = connection.ops.quote_name(self._table)
+        with connection.cursor() as cursor:
+            cursor.execute(sql.replace("{table}", table), params)
+            return list(cursor.fetchall()) if cursor.description else []
+
+    def _expiry(self, timeout: float | object | None) -> float | None:
+        return self.get_backend_timeout(timeout)  # type: ignore[no-any-return]
+
+    # ── the cache API ──
+
+    def add(self, key: str, value: Any, timeout: float | object | None = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        now = time.time()
+        rows = self._execute(
+            "INSERT INTO {table} (key, value, expires) VALUES (%s, %s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires "
+            "WHERE {table}.expires IS NOT NULL AND {table}.expires <= %s RETURNING value",
+            [key, _integer(value), self._expiry(timeout), now],
+        )
+        if now - self._pruned_at > PRUNE_EVERY_SECONDS:
+            self._pruned_at = now
+            self._execute("DELETE FROM {table} WHERE expires IS NOT NULL AND expires <= %s", [now])
+        return bool(rows)
+
+    def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
+        key = self.make_and_validate_key(key, version=version)
+        rows = self._execute("SELECT value FROM {table} WHERE key = %s AND (expires IS NULL OR expires > %s)", [key, time.time()])
+        return rows[0][0] if rows else default
+
+    def set(self, key: str, value: Any, timeout: float | object | None = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+        key = self.make_and_validate_key(key, version=version)
+        self._execute(
+            "INSERT INTO {table} (key, value, expires) VALUES (%s, %s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires",
+            [key, _integer(value), self._expiry(timeout)],
+        )
+
+    def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
+        key = self.make_and_validate_key(key, version=version)
+        rows = self._execute(
+            "UPDATE {table} SET value = value + %s WHERE key = %s AND (expires IS NULL OR expires > %s) RETURNING value",
+            [_integer(delta), key, time.time()],
+        )
+        if not rows:
+            raise ValueError(f"Key '{key}' not found")
+        return int(rows[0][0])
+
+    def touch(self, key: str, timeout: float | object | None = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        rows = self._execute(
+            "UPDATE {table} SET expires = %s WHERE key = %s AND (expires IS NULL OR expires > %s) RETURNING key",
+            [self._expiry(timeout), key, time.time()],
+        )
+        return bool(rows)
+
+    def delete(self, key: str, version: int | None = None) -> bool:
+        key = self.make_and_validate_key(key, version=version)
+        return bool(self._execute("DELETE FROM {table} WHERE key = %s RETURNING key", [key]))
+
+    def has_key(self, key: str, version: int | None = None) -> bool:
+        return self.get(key, version=version) is not None
+
+    def clear(self) -> None:
+        self._execute("DELETE FROM {table}", [])

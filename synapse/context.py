@@ -1,0 +1,109 @@
+"""The typed request context: created by the view, filled by each layer in order, audited last.
+
+It flows one way. Layers receive the parts they need (a key scope, a message list) and the
+pipeline writes their decisions back here; the audit layer records the finished context.
+Plain prompt and response text live here only for the life of the request (the audit layer
+stores keyed hashes of them, never the text).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .errors import Decision, GatewayError
+
+if TYPE_CHECKING:
+    from routing.selectors import Route
+    from teams.limits import Reservation
+    from teams.selectors import KeyScope
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One call to one backend (failover can make several per request)."""
+
+    backend: str
+    outcome: str  # "ok" or an error code
+    latency_ms: float
+    status: int | None = None
+    health: str | None = None  # what the circuit breaker learns from it: "failure" / "recovered"
+
+
+@dataclass(slots=True)
+class DlpFinding:
+    """What a DLP rule did; never the matched value."""
+
+    direction: str  # "prompt" | "response"
+    category: str
+    pattern: str
+    action: str  # "block" | "redact" | "alert"
+    count: int = 1
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    endpoint: str  # "chat.completions" | "embeddings" | "models" | "unknown"
+    method: str
+    path: str
+    client_ip: str
+    user_agent: str
+    received_at: datetime
+    started: float = field(default_factory=time.perf_counter)
+
+    key: KeyScope | None = None
+    route: Route | None = None
+    model_requested: str = ""
+    stream: bool = False
+    include_usage: bool = False
+
+    body: dict[str, Any] = field(default_factory=dict)  # the client's request, as parsed
+    upstream_body: dict[str, Any] | None = None  # what the backend was sent
+
+    decision: str = Decision.ALLOWED
+    status: int = 200
+    error_code: str | None = None
+    error_message: str = ""
+
+    dlp_findings: list[DlpFinding] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: Decimal | None = None
+    upstream_ms: float | None = None
+    response_text: list[str] = field(default_factory=list)
+    reservation: Reservation | None = None  # rate / token / budget holds, settled before the audit row
+    monitored: list[GatewayError] = field(default_factory=list)  # refusals monitor mode let through
+    audited: bool = False  # the request's one audit row is written; set by the pipeline only
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+    def reject(self, *, decision: str, status: int, code: str | None, message: str) -> None:
+        self.decision = decision
+        self.status = status
+        self.error_code = code
+        self.error_message = message
+
+    def enforce(self, refusal: GatewayError) -> None:
+        """Raise `refusal` — unless the key is in monitor mode: then record it and carry on.
+
+        Every layer that would refuse a request (limits, DLP blocks) goes through here, so one
+        switch on the key turns all of them into evidence. A monitored request's audit row has
+        decision `monitor_<what enforce mode would have decided>` (e.g. `monitor_blocked_dlp`),
+        its real status, the refusal's code, and the refusal's message in its detail.
+        """
+        if self.key is None or not self.key.is_monitor:
+            raise refusal
+        self.monitored.append(refusal)
+        if not self.decision.startswith("monitor_"):
+            self.decision = f"monitor_{refusal.decision}"
+            self.error_code = refusal.code
+        self.error_message = " | ".join(
+            f"monitor mode: would have refused with {r.status} {r.code}: {r.message}" for r in self.monitored
+        )

@@ -1,0 +1,235 @@
+"""OpenAI-shaped errors: one exception type the pipeline raises, one body shape clients parse.
+
+The official SDKs choose the exception class from the HTTP status alone, so the status is
+what matters most; `type` and `code` follow OpenAI's vocabulary so logs read the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import JsonResponse
+
+
+class Decision:
+    """What the gateway decided about a request; recorded verbatim in the audit row."""
+
+    ALLOWED = "allowed"
+    BLOCKED_AUTH = "blocked_auth"
+    BLOCKED_SCOPE = "blocked_scope"
+    BLOCKED_DLP = "blocked_dlp"
+    BLOCKED_LIMIT = "blocked_limit"
+    BLOCKED_BUDGET = "blocked_budget"
+    INVALID_REQUEST = "invalid_request"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    AUDIT_FAILURE = "audit_failure"
+    INTERNAL_ERROR = "internal_error"
+
+
+class GatewayError(Exception):
+    """A request the gateway refuses or cannot complete, with the response the client gets."""
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        message: str,
+        type: str,
+        code: str | None,
+        decision: str,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.decision = decision
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return error_body(message=self.message, type=self.type, code=self.code, param=self.param)
+
+
+def error_body(*, message: str, type: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def error_response(exc: GatewayError, *, request_id: str | None = None) -> JsonResponse:
+    response = JsonResponse(exc.body(), status=exc.status)
+    for name, value in exc.headers.items():
+        response[name] = value
+    if request_id:
+        response["x-request-id"] = request_id
+    return response
+
+
+def authentication_failed() -> GatewayError:
+    # Unknown, revoked and expired keys share this one message so a caller learns nothing.
+    return GatewayError(
+        status=401,
+        message="Invalid API key. Provide a valid Synapse key as 'Authorization: Bearer syn_...'.",
+        type="authentication_error",
+        code="invalid_api_key",
+        decision=Decision.BLOCKED_AUTH,
+    )
+
+
+def model_not_allowed(model: str) -> GatewayError:
+    return GatewayError(
+        status=403,
+        message=f"The model '{model}' is not allowed for this API key.",
+        type="permission_error",
+        code="model_not_allowed",
+        param="model",
+        decision=Decision.BLOCKED_SCOPE,
+    )
+
+
+def classification_violation(model: str) -> GatewayError:
+    return GatewayError(
+        status=403,
+        message=(
+            f"The model '{model}' is served by a cloud backend and this API key is bound to "
+            "sensitive data, which may only reach on-premises backends."
+        ),
+        type="permission_error",
+        code="classification_violation",
+        param="model",
+        decision=Decision.BLOCKED_SCOPE,
+    )
+
+
+def invalid_request(message: str, *, param: str | None = None, code: str | None = "invalid_value") -> GatewayError:
+    return GatewayError(
+        status=400,
+        message=message,
+        type="invalid_request_error",
+        code=code,
+        param=param,
+        decision=Decision.INVALID_REQUEST,
+    )
+
+
+def payload_too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        status=413,
+        message=f"Request body exceeds the limit of {limit} bytes.",
+        type="invalid_request_error",
+        code="request_too_large",
+        decision=Decision.INVALID_REQUEST,
+    )
+
+
+def not_found(path: str) -> GatewayError:
+    return GatewayError(
+        status=404,
+        message=f"Unknown request URL: {path}. See the README for the supported /v1 routes.",
+        type="invalid_request_error",
+        code="unknown_url",
+        decision=Decision.INVALID_REQUEST,
+    )
+
+
+def method_not_allowed(method: str, path: str) -> GatewayError:
+    return GatewayError(
+        status=405,
+        message=f"Method {method} is not allowed on {path}.",
+        type="invalid_request_error",
+        code="method_not_allowed",
+        decision=Decision.INVALID_REQUEST,
+    )
+
+
+def upstream_failed(message: str, *, status: int = 502, code: str = "upstream_error") -> GatewayError:
+    return GatewayError(
+        status=status,
+        message=message,
+        type="api_error",
+        code=code,
+        decision=Decision.UPSTREAM_TIMEOUT if status == 504 else Decision.UPSTREAM_ERROR,
+    )
+
+
+def rate_limited(message: str, *, retry_after: int, code: str = "rate_limit_exceeded") -> GatewayError:
+    # OpenAI's 429 shape; the SDKs read Retry-After to schedule their own retries.
+    return GatewayError(
+        status=429,
+        message=message,
+        type="requests" if "request" in message else "tokens",
+        code=code,
+        decision=Decision.BLOCKED_LIMIT,
+        headers={"retry-after": str(max(1, retry_after))},
+    )
+
+
+def budget_exceeded(message: str) -> GatewayError:
+    # 402 rather than OpenAI's 429 insufficient_quota: retrying soon cannot help, and clients
+    # that back off on 429 would otherwise hammer an exhausted budget.
+    return GatewayError(
+        status=402,
+        message=message,
+        type="insufficient_quota",
+        code="budget_exceeded",
+        decision=Decision.BLOCKED_BUDGET,
+    )
+
+
+def request_limit_exceeded(message: str, *, code: str, param: str | None = None) -> GatewayError:
+    """A per-request cap bound to the key (messages, prompt tokens): the same request always fails."""
+    return GatewayError(
+        status=400,
+        message=message,
+        type="invalid_request_error",
+        code=code,
+        param=param,
+        decision=Decision.BLOCKED_LIMIT,
+    )
+
+
+def limits_unavailable() -> GatewayError:
+    # Fail closed, like the audit: a limit that cannot be counted is not a limit.
+    return GatewayError(
+        status=503,
+        message="The gateway cannot reach its rate-limit store right now, so the request was not served. Retry later.",
+        type="api_error",
+        code="service_unavailable",
+        decision=Decision.INTERNAL_ERROR,
+        headers={"retry-after": "1"},
+    )
+
+
+def internal_error() -> GatewayError:
+    return GatewayError(
+        status=500,
+        message="The gateway failed to process the request. It has been recorded; quote the x-request-id.",
+        type="api_error",
+        code="internal_error",
+        decision=Decision.INTERNAL_ERROR,
+    )
+
+
+def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse | None:
+    """DRF hook so anything DRF itself raises (405, parse errors) still has OpenAI's shape."""
+    from rest_framework import exceptions
+
+    request = context.get("request")
+    if isinstance(exc, GatewayError):
+        return error_response(exc)
+    if isinstance(exc, exceptions.MethodNotAllowed) and request is not None:
+        return error_response(method_not_allowed(request.method, request.path))
+    if isinstance(exc, exceptions.APIException):
+        return error_response(
+            GatewayError(
+                status=exc.status_code,
+                message=str(exc.detail),
+                type="invalid_request_error",
+                code=exc.default_code,
+                decision=Decision.INVALID_REQUEST,
+            )
+        )
+    return None

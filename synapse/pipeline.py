@@ -1,0 +1,434 @@
+"""The /v1 request pipeline: the one place that calls each governance layer, in order.
+
+    1 teams/    authenticate the key, apply its bound scope (prompt, allowlist, classification)
+    2 dlp/      scan the prompt (block / redact / alert)                       [# DLP: hooks]
+    3 limits    reserve rate and budget                                        [# LIMITS: hooks]
+    4 routing/  call the backend through its adapter
+    5 dlp/      scan the response, streams included                            [# DLP: hooks]
+    6 audit/    record the finished context, durably, before the client gets the answer
+
+Layers never import this module. Database work is grouped so a request makes two thread
+hops: one before the upstream call (key + route) and one after it (the audit row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+from django.db import DatabaseError
+from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
+
+from audit.alerts.services import alerts_observe_request
+from audit.services import audit_record_request
+from routing.adapters import UpstreamError
+from routing.boundary import may_reach
+from routing.dispatch import AttemptRecord, Dispatcher, dispatch
+from routing.selectors import Route, route_for_key
+from routing.services import backend_health_settle
+from teams.limits import limits_reserve, limits_settle
+from teams.scope import bind_system_prompt
+from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate
+
+from .context import Attempt, RequestContext
+from .db import run_db
+from .errors import (
+    Decision,
+    GatewayError,
+    authentication_failed,
+    classification_violation,
+    error_body,
+    error_response,
+    internal_error,
+    limits_unavailable,
+    model_not_allowed,
+    upstream_failed,
+)
+from .schemas import first_error, validate_chat, validate_embeddings
+
+logger = logging.getLogger("synapse.pipeline")
+
+_MILLION = Decimal(1_000_000)
+
+
+def service_unavailable(what: str) -> GatewayError:
+    # Fail closed (NIST SP 800-53 AU-5): a request that cannot be audited is not served.
+    return GatewayError(
+        status=503,
+        message=f"The gateway cannot {what} right now, so the request was not served. Retry later.",
+        type="api_error",
+        code="service_unavailable",
+        decision=Decision.AUDIT_FAILURE,
+        headers={"retry-after": "1"},
+    )
+
+
+# ── stage 1: key + route (one thread hop) ──────────────────────────────────────────────
+
+
+def _load_scope(raw_key: str, model: str, ctx: RequestContext | None = None) -> tuple[KeyScope | None, Route | None]:
+    scope = api_key_authenticate(raw_key) if raw_key else None
+    route = route_for_key(key_id=scope.key_id, model=model) if scope is not None and model else None
+    if ctx is not None and scope is not None and route is not None:
+        # LIMITS: counted and held in this hop (no extra thread switch); enforced at the
+        # LIMITS marker of each endpoint, after the scope and DLP checks, settled in _record.
+        ctx.reservation = limits_reserve(
+            scope=scope,
+            endpoint=ctx.endpoint,
+            body=ctx.body,
+            model=route.upstream_model,
+            input_price_per_mtok=route.input_price_per_mtok,
+            output_price_per_mtok=route.output_price_per_mtok,
+            system_prompt=scope.system_prompt if ctx.endpoint == "chat.completions" else "",
+            now=ctx.received_at,
+        )
+    return scope, route
+
+
+def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
+    """LIMITS: refuse what the reservation found (or, in monitor mode, record it) and clamp."""
+    reservation = ctx.reservation
+    if reservation is None:
+        return
+    if reservation.unavailable:
+        ctx.enforce(limits_unavailable())
+    for breach in reservation.breaches:
+        ctx.enforce(breach.error())
+    if reservation.clamp is not None:
+        parameter, value = reservation.clamp
+        upstream[parameter] = value
+
+
+async def _authorise(ctx: RequestContext, raw_key: str, model: str) -> None:
+    try:
+        ctx.key, ctx.route = await run_db(_load_scope, raw_key, model, ctx)
+    except DatabaseError as exc:
+        logger.error("database unavailable before the upstream call: %s", exc)
+        raise service_unavailable("reach its audit database") from exc
+    if ctx.key is None:
+        raise authentication_failed()
+
+
+def _check_route(ctx: RequestContext, model: str) -> Route:
+    route = ctx.route
+    if route is None:
+        raise model_not_allowed(model)
+    assert ctx.key is not None
+    # Checked at issuance too; checked again here because routing can change after it.
+    if not may_reach(route.backend, sensitive=ctx.key.is_sensitive):
+        ctx.route = None
+        raise classification_violation(model)
+    return route
+
+
+# ── stage 6: audit (one thread hop) ────────────────────────────────────────────────────
+
+
+def _record(ctx: RequestContext, disconnected: bool = False) -> None:
+    """Everything written after the upstream call, in one thread hop (settlement + audit row).
+
+    Runs once per request. A client that goes away while the row is being written makes the
+    pipeline call this again; calls for one request run in order on one thread (asgiref's
+    thread-sensitive executor), so the second call sees `audited` and leaves the row alone.
+    """
+    if ctx.audited:
+        return
+    if disconnected:
+        ctx.reject(decision=Decision.CLIENT_DISCONNECTED, status=499, code="client_disconnected", message="")
+    # LIMITS: settlement of reserved tokens/budget goes here, before the audit row.
+    spend = _settle(ctx)
+    # Circuit breaker: what this request's tries taught about its backends (usually nothing).
+    if events := [(a.backend, a.health, a.outcome) for a in ctx.attempts if a.health]:
+        backend_health_settle(events=events)
+    audit_record_request(ctx)
+    ctx.audited = True
+    try:
+        # After the row: the anomaly rules count audit rows, this one included.
+        alerts_observe_request(
+            key=ctx.key,
+            decision=ctx.decision,
+            client_ip=ctx.client_ip,
+            at=ctx.received_at,
+            tokens=(ctx.prompt_tokens or 0) + (ctx.completion_tokens or 0),
+            spend=spend,
+        )
+    except Exception:
+        logger.exception("anomaly evaluation failed for %s", ctx.request_id)
+
+
+def _settle(ctx: RequestContext) -> list[Any]:
+    """LIMITS: correct the request's holds to its real usage; never fails the audit write."""
+    if ctx.reservation is None:
+        return []
+    try:
+        return limits_settle(
+            ctx.reservation,
+            prompt_tokens=ctx.prompt_tokens,
+            completion_tokens=ctx.completion_tokens,
+            cost=ctx.cost,
+            reached_upstream=any(not a.outcome.startswith("skipped_") for a in ctx.attempts),
+        )
+    except Exception:
+        logger.exception("limits settlement failed for %s", ctx.request_id)
+        return []
+
+
+async def _audit(ctx: RequestContext, *, disconnected: bool = False) -> bool:
+    """Write the row; False if it could not be written (the caller must not serve content)."""
+    try:
+        await run_db(_record, ctx, disconnected)
+    except Exception:
+        logger.exception("audit write failed for %s", ctx.request_id)
+        return False
+    return True
+
+
+async def _reject(ctx: RequestContext, exc: GatewayError) -> HttpResponseBase:
+    ctx.reject(decision=exc.decision, status=exc.status, code=exc.code, message=exc.message)
+    if not await _audit(ctx) and exc.status != 503:
+        exc = service_unavailable("write its audit record")
+    return error_response(exc, request_id=ctx.request_id)
+
+
+async def _guarded(ctx: RequestContext, handler: Any, *args: Any) -> HttpResponseBase:
+    """Run one endpoint; any refusal or failure becomes an audited OpenAI-shaped error."""
+    try:
+        response: HttpResponseBase = await handler(ctx, *args)
+    except GatewayError as exc:
+        response = await _reject(ctx, exc)
+    except asyncio.CancelledError:
+        # The client went away before the answer was ready: the request still gets its row.
+        await _audit(ctx, disconnected=True)
+        raise
+    except Exception:
+        logger.exception("unhandled error in request %s", ctx.request_id)
+        response = await _reject(ctx, internal_error())
+    if ctx.reservation is not None:
+        # LIMITS: OpenAI's x-ratelimit-* headers on every answer to a limited key, refusals included.
+        for name, value in ctx.reservation.headers().items():
+            response[name] = value
+    return response
+
+
+# ── usage and cost ─────────────────────────────────────────────────────────────────────
+
+
+def _record_usage(ctx: RequestContext, usage: Any) -> None:
+    if not isinstance(usage, dict):
+        return
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    ctx.prompt_tokens = prompt if isinstance(prompt, int) else ctx.prompt_tokens
+    ctx.completion_tokens = completion if isinstance(completion, int) else ctx.completion_tokens
+    if ctx.route is not None:
+        ctx.cost = (
+            Decimal(ctx.prompt_tokens or 0) * ctx.route.input_price_per_mtok
+            + Decimal(ctx.completion_tokens or 0) * ctx.route.output_price_per_mtok
+        ) / _MILLION
+
+
+def _backends(ctx: RequestContext, route: Route) -> Dispatcher:
+    """The route's backends behind the adapter interface: retries, failover, every try recorded."""
+    assert ctx.key is not None
+
+    def on_attempt(record: AttemptRecord) -> None:
+        backend, outcome, status, health = record.route.backend.name, record.outcome, record.status, record.health
+        ctx.attempts.append(Attempt(backend=backend, outcome=outcome, latency_ms=record.latency_ms, status=status, health=health))
+        if not record.skipped:
+            ctx.upstream_ms = record.latency_ms
+
+    def on_serve(serving: Route) -> None:
+        ctx.route = serving  # a fallback's answer is priced and audited as that fallback's
+
+    return dispatch(route, sensitive=ctx.key.is_sensitive, on_attempt=on_attempt, on_serve=on_serve)
+
+
+def _upstream_error(ctx: RequestContext, exc: UpstreamError) -> GatewayError:
+    if exc.status == 400:
+        return GatewayError(
+            status=400, message=exc.message, type="invalid_request_error", code=exc.code, decision=Decision.UPSTREAM_ERROR
+        )
+    headers = {"retry-after": str(int(exc.retry_after))} if exc.retry_after else None
+    error = upstream_failed(exc.message, status=exc.status if exc.status in (429, 502, 503, 504) else 502, code=exc.code)
+    error.headers = headers or {}
+    return error
+
+
+# ── endpoints ──────────────────────────────────────────────────────────────────────────
+
+
+async def chat_completions(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
+    return await _guarded(ctx, _chat, raw_key, body)
+
+
+async def embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
+    return await _guarded(ctx, _embeddings, raw_key, body)
+
+
+async def list_models(ctx: RequestContext, raw_key: str) -> HttpResponseBase:
+    return await _guarded(ctx, _models, raw_key)
+
+
+async def refuse(ctx: RequestContext, exc: GatewayError) -> HttpResponseBase:
+    """A request refused before any layer ran (unknown route, oversized body): still audited."""
+    return await _reject(ctx, exc)
+
+
+def _validated(ctx: RequestContext, body: dict[str, Any] | GatewayError, validator: Any) -> tuple[str, GatewayError | None]:
+    if isinstance(body, GatewayError):
+        return "", body
+    ctx.body = body
+    model, error = first_error(validator, body)
+    ctx.model_requested = model
+    return model, error
+
+
+async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
+    model, error = _validated(ctx, body, validate_chat)
+    await _authorise(ctx, raw_key, model)
+    if error is not None:
+        raise error
+    route = _check_route(ctx, model)
+    assert ctx.key is not None and isinstance(body, dict)
+    ctx.stream = bool(body.get("stream"))
+
+    messages = bind_system_prompt(ctx.key.system_prompt, body["messages"])
+    # DLP: prompt scanning goes here (every message, parts, tool calls/results).
+    upstream = {**body, "model": route.upstream_model, "messages": messages}
+    # LIMITS: reservation goes here (rpm, tpm, budget).
+    _enforce_limits(ctx, upstream)
+
+    backends = _backends(ctx, route)
+    if ctx.stream:
+        client_options = body.get("stream_options") or {}
+        ctx.include_usage = bool(client_options.get("include_usage"))
+        # Usage is always requested upstream: limits and cost need it even if the client doesn't.
+        upstream["stream_options"] = {**client_options, "include_usage": True}
+        ctx.upstream_body = upstream
+        return await _start_stream(ctx, backends.chat_stream(upstream))
+
+    ctx.upstream_body = upstream
+    try:
+        result = await backends.chat(upstream)
+    except UpstreamError as exc:
+        raise _upstream_error(ctx, exc) from exc
+    _record_usage(ctx, result.get("usage"))
+    result["model"] = ctx.model_requested
+    for choice in result.get("choices") or []:
+        message = choice.get("message") or {}
+        if isinstance(message.get("content"), str):
+            ctx.response_text.append(message["content"])
+    # DLP: non-streaming response scanning goes here.
+    if not await _audit(ctx):
+        raise service_unavailable("write its audit record")
+    return JsonResponse(result)
+
+
+async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
+    model, error = _validated(ctx, body, validate_embeddings)
+    await _authorise(ctx, raw_key, model)
+    if error is not None:
+        raise error
+    route = _check_route(ctx, model)
+    assert isinstance(body, dict)
+    # DLP: embeddings input scanning goes here.
+    upstream = {**body, "model": route.upstream_model}
+    # LIMITS: reservation goes here.
+    _enforce_limits(ctx, upstream)
+    ctx.upstream_body = upstream
+    try:
+        result = await _backends(ctx, route).embeddings(upstream)
+    except UpstreamError as exc:
+        raise _upstream_error(ctx, exc) from exc
+    _record_usage(ctx, result.get("usage"))
+    result["model"] = ctx.model_requested
+    if not await _audit(ctx):
+        raise service_unavailable("write its audit record")
+    return JsonResponse(result)
+
+
+async def _models(ctx: RequestContext, raw_key: str) -> HttpResponseBase:
+    await _authorise(ctx, raw_key, "")
+    assert ctx.key is not None
+    names = await run_db(allowed_model_names, key_id=ctx.key.key_id)
+    if not await _audit(ctx):
+        raise service_unavailable("write its audit record")
+    created = int(ctx.received_at.timestamp())
+    data = [{"id": name, "object": "model", "created": created, "owned_by": "synapse"} for name in names]
+    return JsonResponse({"object": "list", "data": data})
+
+
+# ── streaming ──────────────────────────────────────────────────────────────────────────
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+
+
+async def _start_stream(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]) -> HttpResponseBase:
+    """Wait for the first chunk before answering, so a backend that fails up front gets a real
+    HTTP error status instead of a 200 stream that dies."""
+    try:
+        first: dict[str, Any] | None = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+    except UpstreamError as exc:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        raise _upstream_error(ctx, exc) from exc
+    except BaseException:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        raise
+    response = StreamingHttpResponse(
+        _relay(ctx, chunks, first),
+        content_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": ctx.request_id},
+    )
+    return response
+
+
+async def _relay(
+    ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None
+) -> AsyncIterator[bytes]:
+    failed: GatewayError | None = None
+    try:
+        chunk = first
+        while chunk is not None:
+            if chunk.get("usage"):
+                _record_usage(ctx, chunk["usage"])
+            choices = chunk.get("choices") or []
+            for choice in choices:
+                content = (choice.get("delta") or {}).get("content")
+                if isinstance(content, str):
+                    ctx.response_text.append(content)
+            # DLP: streaming response window goes here (per choice / per tool call).
+            if choices or ctx.include_usage:
+                chunk["model"] = ctx.model_requested
+                if not ctx.include_usage:
+                    chunk.pop("usage", None)
+                yield _sse(chunk)
+            chunk = await anext(chunks, None)
+    except UpstreamError as exc:
+        failed = _upstream_error(ctx, exc)
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away (Django cancels the task, or closes this generator while it is
+        # parked at a yield): close the upstream, still leave the audit row, then stop.
+        await chunks.aclose()  # type: ignore[attr-defined]
+        await _audit(ctx, disconnected=True)
+        raise
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+    if failed is not None:
+        ctx.reject(decision=failed.decision, status=failed.status, code=failed.code, message=failed.message)
+    audited = await _audit(ctx)
+    if failed is None and not audited:
+        failed = service_unavailable("write its audit record")
+    if failed is not None:
+        # An error event and no [DONE]: the SDK raises instead of returning a truncated answer.
+        yield _sse(error_body(message=failed.message, type=failed.type, code=failed.code))
+        return
+    yield b"data: [DONE]\n\n"

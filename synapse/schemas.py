@@ -1,0 +1,157 @@
+"""Validation of OpenAI request bodies: the first problem found, as a 400 naming the field.
+
+Hand-written rather than a serializer because it runs on every request and only has to
+check shape; everything it does not know is passed through for the backend to judge.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import GatewayError, invalid_request
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise invalid_request("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise invalid_request("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise invalid_request(f"'{name}' must be a number between {low:g} and {high:g}.", param=name)
+
+
+def _positive_int(body: dict[str, Any], name: str) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise invalid_request(f"'{name}' must be a positive integer.", param=name)
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise invalid_request(
+            "'model' is required and must be a non-empty string.",
+            param="model",
+            code="missing_required_parameter" if model is None else "invalid_type",
+        )
+    return model
+
+
+def validate_chat(body: dict[str, Any]) -> str:
+    """Check a chat.completions body; return the requested model."""
+    model = _model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise invalid_request("'messages' must be a non-empty array.", param="messages")
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise invalid_request(f"'{where}' must be an object.", param=where)
+        role = message.get("role")
+        if role not in ROLES:
+            raise invalid_request(f"'{where}.role' must be one of {', '.join(sorted(ROLES))}.", param=f"{where}.role")
+        content = message.get("content")
+        if content is None:
+            if role != "assistant" and role != "function":
+                raise invalid_request(f"'{where}.content' is required for role '{role}'.", param=f"{where}.content")
+        elif isinstance(content, list):
+            for part_index, part in enumerate(content):
+                part_where = f"{where}.content[{part_index}]"
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise invalid_request(f"'{part_where}' must be an object with a 'type'.", param=part_where)
+                if part["type"] not in PART_TYPES:
+                    raise invalid_request(f"'{part_where}.type' is not a known content part type.", param=f"{part_where}.type")
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    raise invalid_request(f"'{part_where}.text' must be a string.", param=f"{part_where}.text")
+        elif not isinstance(content, str):
+            raise invalid_request(f"'{where}.content' must be a string or an array of content parts.", param=f"{where}.content")
+        if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+            raise invalid_request(f"'{where}.tool_call_id' is required for tool messages.", param=f"{where}.tool_call_id")
+        tool_calls = message.get("tool_calls")
+        if tool_calls is not None and not isinstance(tool_calls, list):
+            raise invalid_request(f"'{where}.tool_calls' must be an array.", param=f"{where}.tool_calls")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid_request("'stream' must be a boolean.", param="stream")
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise invalid_request("'stream_options' must be an object.", param="stream_options")
+        if not stream:
+            raise invalid_request("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
+    _positive_int(body, "max_tokens")
+    _positive_int(body, "max_completion_tokens")
+    _positive_int(body, "n")
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    _number(body, "presence_penalty", -2, 2)
+    _number(body, "frequency_penalty", -2, 2)
+    stop = body.get("stop")
+    if (
+        stop is not None
+        and not isinstance(stop, str)
+        and not (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
+    ):
+        raise invalid_request("'stop' must be a string or an array of up to 4 strings.", param="stop")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise invalid_request("'seed' must be an integer.", param="seed")
+    tools = body.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
+        raise invalid_request("'tools' must be an array of objects.", param="tools")
+    tool_choice = body.get("tool_choice")
+    if tool_choice is not None and not isinstance(tool_choice, str | dict):
+        raise invalid_request("'tool_choice' must be a string or an object.", param="tool_choice")
+    response_format = body.get("response_format")
+    if response_format is not None and not (isinstance(response_format, dict) and isinstance(response_format.get("type"), str)):
+        raise invalid_request("'response_format' must be an object with a 'type'.", param="response_format")
+    return model
+
+
+def validate_embeddings(body: dict[str, Any]) -> str:
+    model = _model(body)
+    value = body.get("input")
+    valid = (isinstance(value, str) and value != "") or (
+        isinstance(value, list)
+        and value
+        and (
+            all(isinstance(v, str) for v in value)
+            or all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            or all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value)
+        )
+    )
+    if not valid:
+        raise invalid_request(
+            "'input' must be a non-empty string, an array of strings, or an array of token arrays.", param="input"
+        )
+    encoding = body.get("encoding_format")
+    if encoding is not None and encoding not in ("float", "base64"):
+        raise invalid_request("'encoding_format' must be 'float' or 'base64'.", param="encoding_format")
+    _positive_int(body, "dimensions")
+    return model
+
+
+def first_error(callable_: Any, body: dict[str, Any]) -> tuple[str, GatewayError | None]:
+    """Run a validator; return (model or "", the error) instead of raising, for the pipeline."""
+    try:
+        return callable_(body), None
+    except GatewayError as exc:
+        model = body.get("model")
+        return (model if isinstance(model, str) else ""), exc

@@ -1,0 +1,193 @@
+"""Django settings for Synapse; every knob is an environment variable (see README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DEV_SECRET_KEY = "synapse-development-secret-do-not-use-in-production"
+
+env = environ.Env()
+
+DEBUG = env.bool("SYNAPSE_DEBUG", default=False)
+SECRET_KEY = env.str("SYNAPSE_SECRET_KEY", default=DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "SYNAPSE_SECRET_KEY is the development secret and SYNAPSE_DEBUG is off: "
+        "set SYNAPSE_SECRET_KEY to a long random value (make run generates one)."
+    )
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "synapse",
+    "teams",
+    "routing",
+    "dlp",
+    "audit",
+    "audit.alerts",
+]
+
+# Every middleware here is async-capable: one sync-only middleware would push every
+# /v1 request through a thread hop.
+MIDDLEWARE = [
+    "synapse.middleware.request_id_middleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "synapse.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "synapse.wsgi.application"
+ASGI_APPLICATION = "synapse.asgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg 3's pool: one pool per worker process, connections re-used across requests.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("SYNAPSE_DB_POOL_MIN", default=2),
+        "max_size": env.int("SYNAPSE_DB_POOL_MAX", default=20),
+        "timeout": env.float("SYNAPSE_DB_POOL_TIMEOUT", default=10.0),
+    }
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + a busy timeout let the quick start's two workers share the file.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("SYNAPSE_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("SYNAPSE_STATIC_ROOT", default=BASE_DIR / ".synapse" / "static")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The /v1 views read the raw body themselves and enforce SYNAPSE_MAX_BODY_BYTES with a 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "synapse.errors.drf_exception_handler",
+}
+
+SYNAPSE = {
+    "UPSTREAM_TIMEOUT": env.float("SYNAPSE_UPSTREAM_TIMEOUT", default=120.0),
+    "MAX_BODY_BYTES": env.int("SYNAPSE_MAX_BODY_BYTES", default=8 * 1024 * 1024),
+    # Circuit breaker: consecutive failures that take a backend out, and for how many seconds.
+    "CIRCUIT_FAILURES": env.int("SYNAPSE_CIRCUIT_FAILURES", default=5),
+    "CIRCUIT_COOLDOWN": env.float("SYNAPSE_CIRCUIT_COOLDOWN", default=30.0),
+    # Completion tokens held for a request that sets no max_tokens on a key with no ceiling.
+    "DEFAULT_COMPLETION_RESERVE": env.int("SYNAPSE_DEFAULT_COMPLETION_RESERVE", default=1024),
+    "WEBHOOK_POLL_SECONDS": env.float("SYNAPSE_WEBHOOK_POLL_SECONDS", default=5.0),
+    "WEBHOOK_BACKOFF_SECONDS": env.float("SYNAPSE_WEBHOOK_BACKOFF_SECONDS", default=30.0),
+    "WEBHOOK_MAX_ATTEMPTS": env.int("SYNAPSE_WEBHOOK_MAX_ATTEMPTS", default=12),
+    "ALERT_RULES_TTL": env.float("SYNAPSE_ALERT_RULES_TTL", default=30.0),
+}
+
+# The counter store behind rate limits, token reservations and spend (docs/LIMITS.md):
+# atomic counters on the database by default, Redis when REDIS_URL is set.
+REDIS_URL = env.str("REDIS_URL", default="")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "counters": (
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("SYNAPSE_REDIS_PREFIX", default="synapse"),
+            "TIMEOUT": None,
+            # Fail closed: an unreachable Redis raises, and the gateway answers 503.
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        }
+        if REDIS_URL
+        else {"BACKEND": "synapse.cache.CounterCache", "LOCATION": "synapse_counter", "TIMEOUT": None}
+    ),
+}
+RATELIMIT_USE_CACHE = "counters"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("SYNAPSE_LOG_LEVEL", default="INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}
+
+# Keyed hashes of prompts and responses in the audit log: "<key id>:<secret>". The key id is
+# stored with every row so the secret can rotate. Unset, it derives from SECRET_KEY (fine for
+# a trial; set it explicitly in production and keep it out of the database's reach).
+_audit_hash_key = env.str("AUDIT_HASH_KEY", default="")
+if _audit_hash_key:
+    _audit_key_id, _, _audit_secret = _audit_hash_key.partition(":")
+    if not _audit_secret:
+        _audit_key_id, _audit_secret = "k1", _audit_hash_key
+else:
+    _audit_key_id, _audit_secret = "derived", "audit-hash:" + SECRET_KEY
+AUDIT_HASH_KEY = (_audit_key_id, _audit_secret.encode())
+
+
+def _audit_key(raw: str) -> tuple[str, bytes]:
+    key_id, _, secret = raw.strip().partition(":")
+    if not key_id or not secret:
+        raise ImproperlyConfigured("audit keys are written '<key id>:<secret>'")
+    return key_id, secret.encode()
+
+
+# Retired hash keys, comma-separated "<key id>:<secret>", so `audit_match` still finds rows
+# hashed before a rotation.
+AUDIT_HASH_OLD_KEYS = [_audit_key(raw) for raw in env.list("AUDIT_HASH_OLD_KEYS", default=[])]
+# Signs `audit_checkpoint` output; keep a copy wherever checkpoints are verified. Unset, it
+# derives from the hash key.
+_checkpoint_key = env.str("AUDIT_CHECKPOINT_KEY", default="")
+AUDIT_CHECKPOINT_KEY = (
+    _audit_key(_checkpoint_key) if _checkpoint_key else (f"{_audit_key_id}-cp", b"audit-checkpoint:" + AUDIT_HASH_KEY[1])
+)
+# Where `audit_checkpoint --post` sends the signed head (an append-only store outside this
+# database's administrators' reach), and the bearer token it sends with it.
+AUDIT_CHECKPOINT_URL = env.str("AUDIT_CHECKPOINT_URL", default="")
+AUDIT_CHECKPOINT_TOKEN = env.str("AUDIT_CHECKPOINT_TOKEN", default="")

@@ -1,0 +1,111 @@
+"""The OpenAI-compatible /v1 endpoints: thin async views that build the context and hand over."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adrf.views import APIView
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
+from django.utils import timezone
+from rest_framework.request import Request
+
+from . import pipeline
+from .context import RequestContext
+from .errors import GatewayError, method_not_allowed, not_found, payload_too_large
+from .schemas import parse_json
+
+
+def _context(request: HttpRequest, endpoint: str) -> RequestContext:
+    meta = request.META
+    return RequestContext(
+        request_id=getattr(request, "synapse_request_id", "") or "",
+        endpoint=endpoint,
+        method=request.method or "",
+        path=request.path,
+        client_ip=meta.get("REMOTE_ADDR", ""),
+        user_agent=meta.get("HTTP_USER_AGENT", ""),
+        received_at=timezone.now(),
+    )
+
+
+def _api_key(request: HttpRequest) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
+def _read_body(request: HttpRequest) -> dict[str, Any] | GatewayError:
+    """The parsed JSON body, or the error to answer with (413 before reading an oversized body)."""
+    limit = settings.SYNAPSE["MAX_BODY_BYTES"]
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return payload_too_large(limit)
+    raw = request.body
+    if len(raw) > limit:
+        return payload_too_large(limit)
+    try:
+        return parse_json(raw)
+    except GatewayError as exc:
+        return exc
+
+
+class _V1View(APIView):
+    # DRF's own auth, throttling and parsing are off: the pipeline does each of these itself.
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    throttle_classes: list[Any] = []
+    endpoint = "unknown"
+
+    async def async_dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """adrf's dispatch runs DRF's sync `initial()` (negotiation, auth, throttles) in a thread
+        on every request; none of it applies here, so skip the hop and call the handler."""
+        self.args, self.kwargs = args, kwargs
+        drf_request = self.initialize_request(request, *args, **kwargs)
+        self.request = drf_request
+        method = (request.method or "").lower()
+        handler = getattr(self, method, None) if method in self.http_method_names else None
+        if handler is None or method == "options":
+            handler = self.http_method_not_allowed
+        response: HttpResponseBase = await handler(drf_request, *args, **kwargs)
+        return response
+
+    async def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        django_request = request._request
+        ctx = _context(django_request, self.endpoint)
+        return await pipeline.refuse(ctx, method_not_allowed(django_request.method or "", django_request.path))
+
+
+class ChatCompletionsView(_V1View):
+    endpoint = "chat.completions"
+
+    async def post(self, request: Request) -> HttpResponseBase:
+        django_request = request._request
+        ctx = _context(django_request, "chat.completions")
+        return await pipeline.chat_completions(ctx, _api_key(django_request), _read_body(django_request))
+
+
+class EmbeddingsView(_V1View):
+    endpoint = "embeddings"
+
+    async def post(self, request: Request) -> HttpResponseBase:
+        django_request = request._request
+        ctx = _context(django_request, "embeddings")
+        return await pipeline.embeddings(ctx, _api_key(django_request), _read_body(django_request))
+
+
+class ModelsView(_V1View):
+    endpoint = "models"
+
+    async def get(self, request: Request) -> HttpResponseBase:
+        django_request = request._request
+        return await pipeline.list_models(_context(django_request, "models"), _api_key(django_request))
+
+
+async def v1_not_found(request: HttpRequest, rest: str = "") -> HttpResponseBase:
+    return await pipeline.refuse(_context(request, "unknown"), not_found(request.path))

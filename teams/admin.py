@@ -1,0 +1,219 @@
+"""The governance console for teams and keys. Every write goes through teams.services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from .charts import bar_chart
+from .forms import IssueKeyForm
+from .models import ApiKey, Team
+from .periods import period_bounds
+from .services import TEAM_SETTINGS, api_key_issue, api_key_revoke, api_key_set_expiry, team_create, team_update
+from .spend import daily_spend, team_period_spend
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ("name", "display_name", "owner_email", "active_keys", "budget", "issue_key_link", "spend_link", "created_at")
+    search_fields = ("name", "display_name", "owner_email")
+    readonly_fields = ("created_at",)
+    fieldsets = (
+        (None, {"fields": ("name", "display_name", "owner_email", "created_at")}),
+        ("Team-wide limits (each key's own limits apply too)", {"fields": ("rpm", "tpm")}),
+        ("Budget", {"fields": ("budget", "budget_period", "time_zone")}),
+        (
+            "Business hours (off-hours anomaly rule)",
+            {"fields": ("business_hours_start", "business_hours_end", "business_days")},
+        ),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Team | None = None) -> tuple[str, ...]:
+        # A team's identity is referenced by keys and audit rows; it is fixed once created.
+        return ("name", "created_at") if obj is not None else ("created_at",)
+
+    @admin.display(description="active keys")
+    def active_keys(self, obj: Team) -> int:
+        now = timezone.now()
+        return sum(1 for key in obj.api_keys.all() if key.is_active(now))
+
+    @admin.display(description="")
+    def issue_key_link(self, obj: Team) -> str:
+        return format_html('<a class="button" href="{}">Issue key</a>', reverse("admin:teams_team_issue_key", args=[obj.pk]))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        return super().get_queryset(request).prefetch_related("api_keys")
+
+    @admin.display(description="")
+    def spend_link(self, obj: Team) -> str:
+        return format_html('<a href="{}">Spend</a>', reverse("admin:teams_team_spend", args=[obj.pk]))
+
+    def save_model(self, request: HttpRequest, obj: Team, form: Any, change: bool) -> None:
+        settings = {name: form.cleaned_data[name] for name in TEAM_SETTINGS if name in form.cleaned_data}
+        if change:
+            # The same service as every other write, so the change is validated and audited.
+            team_update(
+                team=Team.objects.get(pk=obj.pk),
+                changes={name: settings[name] for name in form.changed_data if name in settings},
+                actor=request.user,  # type: ignore[arg-type]
+            )
+            return
+        created = team_create(name=obj.name, owner_email=obj.owner_email, display_name=obj.display_name, actor=request.user)
+        rest = {name: value for name, value in settings.items() if name not in ("display_name", "owner_email")}
+        team_update(team=created, changes=rest, actor=request.user)  # type: ignore[arg-type]
+        obj.pk = created.pk
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:team_id>/issue-key/",
+                self.admin_site.admin_view(self.issue_key_view),
+                name="teams_team_issue_key",
+            ),
+            path("<int:team_id>/spend/", self.admin_site.admin_view(self.spend_view), name="teams_team_spend"),
+            *super().get_urls(),
+        ]
+
+    def issue_key_view(self, request: HttpRequest, team_id: int) -> HttpResponse:
+        if not request.user.has_perm("teams.add_apikey"):
+            return redirect("admin:index")
+        team = get_object_or_404(Team, pk=team_id)
+        form = IssueKeyForm(request.POST or None)
+        context = {**self.admin_site.each_context(request), "team": team, "form": form, "title": f"Issue a key for {team}"}
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                issued = api_key_issue(
+                    team=team,
+                    name=data["name"],
+                    purpose=data["purpose"],
+                    system_prompt=data["system_prompt"],
+                    models=[m.name for m in data["models"]],
+                    classification=data["classification"],
+                    rpm=data["rpm"],
+                    tpm=data["tpm"],
+                    max_tokens=data["max_tokens"],
+                    max_messages=data["max_messages"],
+                    max_prompt_tokens=data["max_prompt_tokens"],
+                    budget=data["budget"],
+                    enforcement=data["enforcement"],
+                    expires_at=data["expires_at"],
+                    requested_by=data["requested_by"],
+                    approved_by=request.user,  # type: ignore[arg-type]
+                )
+            except ValidationError as exc:
+                for field, errors in getattr(exc, "message_dict", {"__all__": exc.messages}).items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                # The only time the plaintext exists outside the caller: rendered, never stored.
+                context.update({"issued": issued, "title": "Key issued — copy it now"})
+                return TemplateResponse(request, "admin/teams/key_issued.html", context)
+        return TemplateResponse(request, "admin/teams/issue_key.html", context)
+
+    def spend_view(self, request: HttpRequest, team_id: int) -> HttpResponse:
+        team = get_object_or_404(Team, pk=team_id)
+        spend = team_period_spend(team=team)
+        trend = daily_spend(zone=team.zone(), team_id=team.pk)
+        chart = bar_chart([(f"{d:%d %b}", v) for d, v in trend], title="Spend per day, last 30 days", unit="$", decimals=2)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Spend of {team}",
+            "team": team,
+            "spend": spend,
+            "chart": chart,
+            "time_zone": team.zone().key,
+        }
+        return TemplateResponse(request, "admin/teams/spend.html", context)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = (
+        "name", "team", "key_prefix", "classification", "enforcement", "status", "created_at", "expires_at", "approved_by",
+        "spend_link",
+    )  # fmt: skip
+    list_filter = ("classification", "enforcement", "team", ("revoked_at", admin.EmptyFieldListFilter))
+    search_fields = ("name", "lookup_id", "team__name")
+    list_select_related = ("team", "approved_by")
+    actions = ["revoke_selected"]
+    fields = (
+        "name", "purpose", "team", "key_prefix", "classification", "enforcement", "system_prompt", "models_list",
+        "rpm", "tpm", "max_tokens", "max_messages", "max_prompt_tokens", "budget", "requested_by", "approved_by",
+        "created_at", "expires_at",
+        "revoked_at", "revoked_by", "revoke_reason",
+    )  # fmt: skip
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        # The binding is immutable: only the expiry stays editable (revocation is an action).
+        return [f for f in self.fields if f != "expires_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # keys are issued from a team's "Issue key" page
+
+    def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return False  # revoke instead; the database refuses deletion of issued keys too
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path("<int:key_id>/spend/", self.admin_site.admin_view(self.spend_view), name="teams_apikey_spend"),
+            *super().get_urls(),
+        ]
+
+    def spend_view(self, request: HttpRequest, key_id: int) -> HttpResponse:
+        api_key = get_object_or_404(ApiKey.objects.select_related("team"), pk=key_id)
+        team = api_key.team
+        start, end = period_bounds(period=team.budget_period, zone=team.zone(), at=timezone.now())
+        line = next(line for line in team_period_spend(team=team).keys if line.object_id == api_key.pk)
+        trend = daily_spend(zone=team.zone(), key_id=api_key.pk)
+        chart = bar_chart([(f"{d:%d %b}", v) for d, v in trend], title="Spend per day, last 30 days", unit="$", decimals=2)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Spend of key '{api_key.name}'",
+            "team": team,
+            "api_key": api_key,
+            "spend": {"start": start, "end": end, "total": line, "keys": []},
+            "chart": chart,
+            "time_zone": team.zone().key,
+        }
+        return TemplateResponse(request, "admin/teams/spend.html", context)
+
+    @admin.display(description="")
+    def spend_link(self, obj: ApiKey) -> str:
+        return format_html('<a href="{}">Spend</a>', reverse("admin:teams_apikey_spend", args=[obj.pk]))
+
+    @admin.display(description="key")
+    def key_prefix(self, obj: ApiKey) -> str:
+        return f"{obj.prefix}…"
+
+    @admin.display(description="models")
+    def models_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.allowed_models.values_list("name", flat=True))
+
+    @admin.display(description="status")
+    def status(self, obj: ApiKey) -> str:
+        if obj.revoked_at:
+            return "revoked"
+        if obj.expires_at and obj.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if "expires_at" in form.changed_data:
+            api_key_set_expiry(api_key=obj, expires_at=obj.expires_at, actor=request.user)  # type: ignore[arg-type]
+
+    @admin.action(description="Revoke selected keys", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        count = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(api_key=api_key, revoked_by=request.user, reason="revoked in the admin")  # type: ignore[arg-type]
+            count += 1
+        self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)

@@ -1,0 +1,356 @@
+"""Rate limits, token reservations and budgets: reserve before the upstream call, settle after.
+
+One request, in the pipeline's pre-upstream database hop (`limits_reserve`):
+
+1. per-request caps bound to the key: max messages, max prompt tokens (400), max_tokens
+   ceiling (the request is clamped to it, never refused for it);
+2. requests per minute, per key and per team, through django-ratelimit's `get_usage`;
+3. tokens per minute: prompt tokens (counted now) + the completion cap are *held* on the
+   per-minute counter, so concurrent requests cannot all squeeze under the limit;
+4. budgets: the worst-case cost is held on the key's and the team's period spend counters.
+
+Then, in the hop that writes the audit row (`limits_settle`), every hold is corrected to the
+upstream's real `usage` and cost. All counters live in the `counters` cache (CounterCache on
+the database, or Redis), where each step is one atomic operation: limits are exact however
+many workers and replicas serve the traffic.
+
+In monitor mode (`KeyScope.is_monitor`) the same counting happens and breaches are
+reported, but holds are kept rather than rolled back and the pipeline lets the request go.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+from django.utils import timezone
+from django_ratelimit.core import get_usage
+
+from synapse.errors import GatewayError, budget_exceeded, rate_limited, request_limit_exceeded
+
+from .budgets import BudgetScope, spent_in_period, to_nano
+from .periods import period_bounds
+from .selectors import KeyScope
+from .tokens import TokenCount, count_chat, count_input
+
+logger = logging.getLogger("synapse.limits")
+
+COUNTERS = "counters"  # the cache alias (settings.CACHES)
+MINUTE = 60
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A per-minute limit as the x-ratelimit-* headers report it."""
+
+    limit: int
+    remaining: int
+    reset: int  # seconds until the window ends
+
+
+@dataclass(frozen=True, slots=True)
+class Breach:
+    kind: str  # rpm | team_rpm | tpm | team_tpm | budget | team_budget | max_messages | max_prompt_tokens
+    message: str
+    retry_after: int = 0
+
+    def error(self) -> GatewayError:
+        if self.kind in ("budget", "team_budget"):
+            return budget_exceeded(self.message)
+        if self.kind == "max_messages":
+            return request_limit_exceeded(self.message, code="too_many_messages", param="messages")
+        if self.kind == "max_prompt_tokens":
+            return request_limit_exceeded(self.message, code="prompt_too_long", param="messages")
+        return rate_limited(self.message, retry_after=self.retry_after)
+
+
+@dataclass(slots=True)
+class Hold:
+    """An amount held on one counter until settlement corrects it to the real figure."""
+
+    key: str
+    amount: int
+    budget: BudgetScope | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLevel:
+    """A budget's running spend right after a settlement (for the threshold alerts)."""
+
+    budget: BudgetScope
+    spent_nano: int
+
+    @property
+    def fraction(self) -> float:
+        limit = self.budget.limit_nano
+        return self.spent_nano / limit if limit else 0.0
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one request holds, and what the limits decided about it."""
+
+    prompt: TokenCount | None = None
+    completion_cap: int = 0
+    clamp: tuple[str, int] | None = None  # (parameter, value) to send upstream instead of the client's
+    token_holds: list[Hold] = field(default_factory=list)
+    spend_holds: list[Hold] = field(default_factory=list)
+    requests: Window | None = None
+    tokens: Window | None = None
+    breaches: list[Breach] = field(default_factory=list)
+    unavailable: bool = False
+    settled: bool = False
+
+    @property
+    def reserved_tokens(self) -> int:
+        return (self.prompt.tokens if self.prompt else 0) + self.completion_cap
+
+    def headers(self) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers, for the limits that apply to this key."""
+        headers: dict[str, str] = {}
+        for name, window in (("requests", self.requests), ("tokens", self.tokens)):
+            if window is not None:
+                headers[f"x-ratelimit-limit-{name}"] = str(window.limit)
+                headers[f"x-ratelimit-remaining-{name}"] = str(max(0, window.remaining))
+                headers[f"x-ratelimit-reset-{name}"] = f"{max(0, window.reset)}s"
+        return headers
+
+
+# ── reserve ─────────────────────────────────────────────────────────────────────────────
+
+
+def limits_reserve(
+    *,
+    scope: KeyScope,
+    endpoint: str,
+    body: dict[str, Any],
+    model: str,
+    input_price_per_mtok: Decimal,
+    output_price_per_mtok: Decimal,
+    system_prompt: str = "",
+    now: datetime | None = None,
+) -> Reservation:
+    """Count, check and hold everything one request needs; never raises for a breach.
+
+    `body` is the client's request; `system_prompt` the bound one the backend will also see.
+    In enforce mode the first breach stops the checks that follow (nothing more is held).
+    """
+    reservation = Reservation()
+    now = now or timezone.now()
+    try:
+        _caps(reservation, scope=scope, endpoint=endpoint, body=body, model=model, system_prompt=system_prompt)
+        steps = (_requests_per_minute, _tokens_per_minute, _budgets)
+        for step in steps:
+            if reservation.breaches and not scope.is_monitor:
+                break
+            step(reservation, scope=scope, now=now, prices=(input_price_per_mtok, output_price_per_mtok))
+    except Exception:
+        # Redis down, database gone: the pipeline fails closed for enforced keys (503).
+        logger.exception("the counter store failed while reserving for key %s", scope.key_id)
+        reservation.unavailable = True
+    return reservation
+
+
+def _caps(
+    reservation: Reservation, *, scope: KeyScope, endpoint: str, body: dict[str, Any], model: str, system_prompt: str
+) -> None:
+    if endpoint == "embeddings":
+        reservation.prompt = count_input(body.get("input"), model=model)
+    else:
+        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        bound = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        reservation.prompt = count_chat([*bound, *messages], model=model, tools=body.get("tools"))
+        if scope.max_messages is not None and len(messages) > scope.max_messages:
+            reservation.breaches.append(
+                Breach("max_messages", f"This API key allows at most {scope.max_messages} messages per request.")
+            )
+        reservation.completion_cap = _completion_cap(reservation, scope=scope, body=body)
+    if scope.max_prompt_tokens is not None and reservation.prompt.tokens > scope.max_prompt_tokens:
+        reservation.breaches.append(
+            Breach(
+                "max_prompt_tokens",
+                f"The prompt is about {reservation.prompt.tokens} tokens; this API key allows at most "
+                f"{scope.max_prompt_tokens} per request.",
+            )
+        )
+
+
+def _completion_cap(reservation: Reservation, *, scope: KeyScope, body: dict[str, Any]) -> int:
+    """The most completion tokens this request can produce, clamping it to the key's ceiling."""
+    param = "max_completion_tokens" if _positive(body.get("max_completion_tokens")) else "max_tokens"
+    requested = _positive(body.get(param))
+    ceiling = scope.max_tokens
+    if ceiling is not None and (requested is None or requested > ceiling):
+        # Clamp rather than refuse: clients send generous defaults, and a shorter answer
+        # within the approved ceiling is what the approver agreed to.
+        reservation.clamp = (param, ceiling)
+        requested = ceiling
+    cap = requested if requested is not None else settings.SYNAPSE["DEFAULT_COMPLETION_RESERVE"]
+    choices = _positive(body.get("n")) or 1
+    return cap * choices
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _requests_per_minute(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
+    for kind, group, ident, limit in (
+        ("rpm", "synapse.key.rpm", f"k{scope.key_id}", scope.rpm),
+        ("team_rpm", "synapse.team.rpm", f"t{scope.team_id}", scope.team_rpm),
+    ):
+        if not limit:
+            continue
+        # django-ratelimit's own fixed-window counter (add, then incr) on the atomic store.
+        usage = get_usage(None, group=group, key=lambda _group, _request, ident=ident: ident, rate=f"{limit}/m", increment=True)
+        if usage is None:
+            continue  # RATELIMIT_ENABLE = False
+        if usage["time_left"] < 0:
+            raise RuntimeError("the rate-limit counter could not be read")
+        window = Window(limit=limit, remaining=limit - usage["count"], reset=usage["time_left"])
+        if reservation.requests is None or window.remaining < reservation.requests.remaining:
+            reservation.requests = window
+        if usage["should_limit"]:
+            whose = "this API key" if kind == "rpm" else "this API key's team"
+            reservation.breaches.append(
+                Breach(kind, f"Rate limit reached for {whose}: too many requests per minute.", retry_after=window.reset)
+            )
+
+
+def _window_end(ident: str, period: int) -> int:
+    """End of the current fixed window; jittered per identity like django-ratelimit's."""
+    now = int(time.time())
+    end = now - (now % period) + (zlib.crc32(ident.encode()) % period)
+    return end + period if end < now else end
+
+
+def _tokens_per_minute(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
+    amount = reservation.reserved_tokens
+    counters = caches[COUNTERS]
+    for kind, ident, limit in (("tpm", f"k{scope.key_id}", scope.tpm), ("team_tpm", f"t{scope.team_id}", scope.team_tpm)):
+        if not limit:
+            continue
+        end = _window_end(ident, MINUTE)
+        key = f"tpm:{ident}:{end}"
+        counters.add(key, 0, MINUTE + 5)
+        total = counters.incr(key, amount)
+        reset = end - int(time.time())
+        over = total > limit
+        if over and not scope.is_monitor:
+            counters.incr(key, -amount)  # give the hold back: this request will not run
+            total -= amount
+        else:
+            reservation.token_holds.append(Hold(key=key, amount=amount))
+        window = Window(limit=limit, remaining=limit - total, reset=reset)
+        if reservation.tokens is None or window.remaining < reservation.tokens.remaining:
+            reservation.tokens = window
+        if over:
+            whose = "this API key" if kind == "tpm" else "this API key's team"
+            reservation.breaches.append(
+                Breach(
+                    kind,
+                    f"Rate limit reached for {whose}: this request needs about {amount} tokens and the "
+                    "tokens-per-minute limit has too few left.",
+                    retry_after=reset,
+                )
+            )
+            if not scope.is_monitor:
+                return
+
+
+def budget_scopes(scope: KeyScope, *, now: datetime) -> list[BudgetScope]:
+    """The budgets that apply to a key's requests right now (key's first, then team's)."""
+    start, end = period_bounds(period=scope.budget_period, zone=scope.zone(), at=now)
+    found = []
+    if scope.budget is not None:
+        found.append(BudgetScope("key", scope.key_id, scope.name, scope.team_id, scope.budget, start, end))
+    if scope.team_budget is not None:
+        found.append(BudgetScope("team", scope.team_id, scope.team_name, scope.team_id, scope.team_budget, start, end))
+    return found
+
+
+def _budgets(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
+    input_price, output_price = prices
+    prompt = reservation.prompt.tokens if reservation.prompt else 0
+    worst = (Decimal(prompt) * input_price + Decimal(reservation.completion_cap) * output_price) / _MILLION
+    amount = to_nano(worst)
+    for budget in budget_scopes(scope, now=now):
+        total = _spend_add(budget, amount, now=now)
+        over = total > budget.limit_nano
+        if over and not scope.is_monitor:
+            caches[COUNTERS].incr(budget.counter_key, -amount)
+        else:
+            reservation.spend_holds.append(Hold(key=budget.counter_key, amount=amount, budget=budget))
+        if over:
+            whose = "this API key" if budget.kind == "key" else "this API key's team"
+            # No figures: the caller learns that the budget is spent and when it renews, nothing more.
+            reservation.breaches.append(
+                Breach(
+                    "budget" if budget.kind == "key" else "team_budget",
+                    f"The budget of {whose} for the current period is exhausted; it renews at "
+                    f"{budget.end.isoformat()}. Ask the team's owner to raise it.",
+                )
+            )
+            if not scope.is_monitor:
+                return
+
+
+def _spend_add(budget: BudgetScope, amount: int, *, now: datetime) -> int:
+    """Add to a period's spend counter, seeding it from the audit log if it is missing."""
+    counters = caches[COUNTERS]
+    try:
+        return counters.incr(budget.counter_key, amount)
+    except ValueError:
+        spent = spent_in_period(kind=budget.kind, object_id=budget.object_id, start=budget.start, end=budget.end)
+        ttl = (budget.end - now).total_seconds() + 2 * 86400
+        counters.add(budget.counter_key, to_nano(spent), ttl)  # another process may have seeded it first
+        return counters.incr(budget.counter_key, amount)
+
+
+# ── settle ──────────────────────────────────────────────────────────────────────────────
+
+
+def limits_settle(
+    reservation: Reservation,
+    *,
+    prompt_tokens: int | None,
+    completion_tokens: int | None,
+    cost: Decimal | None,
+    reached_upstream: bool,
+) -> list[SpendLevel]:
+    """Correct every hold to the real usage; returns the budgets' spend afterwards.
+
+    A request that never reached a backend used nothing. One that did but reported no usage
+    keeps its holds (the worst case is the only honest figure then).
+    """
+    if reservation.settled:
+        return []
+    reservation.settled = True
+    counters = caches[COUNTERS]
+    usage_known = prompt_tokens is not None or completion_tokens is not None
+    for hold in reservation.token_holds:
+        used = (prompt_tokens or 0) + (completion_tokens or 0) if usage_known else (hold.amount if reached_upstream else 0)
+        if used != hold.amount:
+            _adjust(counters, hold.key, used - hold.amount)
+    levels = []
+    for hold in reservation.spend_holds:
+        spent = to_nano(cost) if cost is not None else (hold.amount if reached_upstream else 0)
+        total = _adjust(counters, hold.key, spent - hold.amount)
+        if total is not None and hold.budget is not None and spent > 0:
+            levels.append(SpendLevel(budget=hold.budget, spent_nano=total))
+    return levels
+
+
+def _adjust(counters: Any, key: str, delta: int) -> int | None:
+    try:
+        return int(counters.incr(key, delta))
+    except ValueError:
+        return None  # the window already expired: nothing left to correct

@@ -1,0 +1,49 @@
+"""The admin index's dashboard: requests, refusals and spend per day, as SVG bar charts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.utils import timezone
+
+from teams.charts import bar_chart
+from teams.spend import daily_activity
+
+register = template.Library()
+
+
+@register.inclusion_tag("admin/synapse/dashboard.html")
+def synapse_dashboard(days: int = 14) -> dict[str, Any]:
+    activity = daily_activity(zone=timezone.get_current_timezone(), days=days)  # type: ignore[arg-type]
+    labels = [f"{row.day:%a %d %b}" for row in activity]
+    return {
+        "days": days,
+        "charts": [
+            bar_chart(list(zip(labels, [row.requests for row in activity], strict=True)), title="Requests per day"),
+            bar_chart(
+                list(zip(labels, [row.blocked for row in activity], strict=True)),
+                title="Refused per day (auth, scope, DLP, limits, budget)",
+                colour="#ba2121",
+            ),
+            bar_chart(
+                list(zip(labels, [row.monitored for row in activity], strict=True)),
+                title="Would have been refused (monitor mode)",
+                colour="#c0892b",
+            ),
+            bar_chart(
+                list(zip(labels, [row.spend for row in activity], strict=True)),
+                title="Spend per day",
+                unit="$",
+                decimals=2,
+                colour="#2b8a3e",
+            ),
+        ],
+        "open_alerts": _open_alerts(),
+    }
+
+
+def _open_alerts() -> int:
+    from audit.alerts.models import Alert
+
+    return Alert.objects.filter(acknowledged_at__isnull=True).count()

@@ -1,0 +1,130 @@
+"""A fake OpenAI-compatible upstream (OpenAI, Azure OpenAI, vLLM, Ollama's /v1).
+
+Speaks the Chat Completions and Embeddings wire format as documented in OpenAI's API
+reference and typed in the `openai` SDK (`ChatCompletion`, `ChatCompletionChunk`,
+`CreateEmbeddingResponse`): SSE `data:` frames, a final usage chunk with empty `choices`
+when `stream_options.include_usage` is set, then `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .base import FakeProvider, Received, Reply
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+class FakeOpenAI(FakeProvider):
+    """Replies `echo: <last user text>`; tokens are counted as whitespace-separated words."""
+
+    reply_prefix = "echo: "
+
+    def __init__(self, *, reply: str | None = None, pieces: list[str] | None = None) -> None:
+        super().__init__()
+        self.reply = reply  # fixed answer instead of the echo
+        self.pieces = pieces  # fixed stream deltas instead of word-by-word
+
+    def answer_for(self, body: dict[str, Any]) -> str:
+        if self.reply is not None:
+            return self.reply
+        last_user = next((_text(m.get("content")) for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+        return self.reply_prefix + last_user
+
+    def respond(self, received: Received) -> Reply:
+        body = received.body or {}
+        if received.path.endswith("/chat/completions"):
+            return self._stream(body) if body.get("stream") else self._chat(body)
+        if received.path.endswith("/embeddings"):
+            return self._embeddings(body)
+        return Reply(
+            status=404, body={"error": {"message": "not found", "type": "invalid_request_error", "param": None, "code": None}}
+        )
+
+    @staticmethod
+    def _usage(body: dict[str, Any], answer: str) -> dict[str, int]:
+        prompt = sum(len(_text(m.get("content")).split()) for m in body.get("messages", []))
+        completion = len(answer.split())
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def _chat(self, body: dict[str, Any]) -> Reply:
+        answer = self.answer_for(body)
+        return Reply(
+            body={
+                "id": "chatcmpl-fake0001",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "system_fingerprint": "fp_fake",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer, "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": self._usage(body, answer),
+            }
+        )
+
+    def _stream(self, body: dict[str, Any]) -> Reply:
+        answer = self.answer_for(body)
+        pieces = self.pieces if self.pieces is not None else [w + " " for w in answer.split(" ")[:-1]] + answer.split(" ")[-1:]
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        base = {
+            "id": "chatcmpl-fake0002",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "system_fingerprint": "fp_fake",
+        }
+        extra = {"usage": None} if include_usage else {}
+
+        def frames() -> Any:
+            yield {
+                **base,
+                **extra,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": "", "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
+            for piece in pieces:
+                yield {
+                    **base,
+                    **extra,
+                    "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}],
+                }
+            yield {**base, **extra, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
+            if include_usage:
+                yield {**base, "choices": [], "usage": self._usage(body, answer)}
+
+        chunks = [b"data: " + json.dumps(frame).encode() + b"\n\n" for frame in frames()] + [b"data: [DONE]\n\n"]
+        return Reply(chunks=chunks)
+
+    def _embeddings(self, body: dict[str, Any]) -> Reply:
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) and inputs and isinstance(inputs[0], str) else [inputs]
+        data = [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1), 0.2, 0.3]} for i, _ in enumerate(items)]
+        tokens = sum(len(str(item).split()) for item in items)
+        return Reply(
+            body={
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
