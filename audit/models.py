@@ -14,6 +14,7 @@ from .chain import GENESIS
 class EventType(models.TextChoices):
     REQUEST = "request", "API request"
     TEAM_CREATED = "team_created", "Team created"
+    TEAM_CHANGED = "team_changed", "Team changed"
     KEY_ISSUED = "key_issued", "Key issued"
     KEY_REVOKED = "key_revoked", "Key revoked"
     KEY_EXPIRY_CHANGED = "key_expiry_changed", "Key expiry changed"
@@ -24,6 +25,10 @@ class EventType(models.TextChoices):
     ADMIN_LOGIN = "admin_login", "Admin login"
     ADMIN_LOGOUT = "admin_logout", "Admin logout"
     ADMIN_LOGIN_FAILED = "admin_login_failed", "Admin login failed"
+    ANOMALY_RULE_CHANGED = "anomaly_rule_changed", "Anomaly rule changed"
+    ALERT_ACKNOWLEDGED = "alert_acknowledged", "Alert acknowledged"
+    WEBHOOK_CREATED = "webhook_created", "Webhook created"
+    WEBHOOK_CHANGED = "webhook_changed", "Webhook changed"
 
 
 # Where in the pipeline each refusal happens, so the detail view can show what was reached.

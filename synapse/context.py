@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import Decision, GatewayError
 
 if TYPE_CHECKING:
+    from dlp.inspection import Inspector
     from routing.selectors import Route
     from teams.limits import Reservation
     from teams.selectors import KeyScope
@@ -57,6 +58,7 @@ class RequestContext:
 
     key: KeyScope | None = None
     route: Route | None = None
+    dlp: Inspector | None = None  # the team's DLP policy in the key's mode; set with the key
     model_requested: str = ""
     stream: bool = False
     include_usage: bool = False

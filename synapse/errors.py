@@ -203,6 +203,48 @@ def limits_unavailable() -> GatewayError:
     )
 
 
+def _named(categories: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(categories)
+
+
+def dlp_blocked(categories: tuple[str, ...], *, param: str = "messages") -> GatewayError:
+    # Names the categories, never the matched text: the error may end up in client logs.
+    return GatewayError(
+        status=400,
+        message=f"The request was blocked by data-loss prevention: it contains {_named(categories)}.",
+        type="invalid_request_error",
+        code="dlp_blocked",
+        param=param,
+        decision=Decision.BLOCKED_DLP,
+    )
+
+
+def dlp_unreadable_content(kinds: list[str], *, param: str = "messages") -> GatewayError:
+    return GatewayError(
+        status=400,
+        message=(
+            f"This API key is bound to sensitive data and the request contains content DLP cannot read "
+            f"({_named(kinds)}). Send text only."
+        ),
+        type="invalid_request_error",
+        code="dlp_unreadable_content",
+        param=param,
+        decision=Decision.BLOCKED_DLP,
+    )
+
+
+def dlp_response_blocked(categories: tuple[str, ...]) -> GatewayError:
+    # 422, not 5xx: the SDKs retry 5xx, and a retry would only produce (and pay for) another
+    # answer that is withheld; not 400 either, which says the request itself was wrong.
+    return GatewayError(
+        status=422,
+        message=f"The model's answer was withheld by data-loss prevention: it contained {_named(categories)}.",
+        type="invalid_request_error",
+        code="dlp_response_blocked",
+        decision=Decision.BLOCKED_DLP,
+    )
+
+
 def internal_error() -> GatewayError:
     return GatewayError(
         status=500,

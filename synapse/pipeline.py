@@ -20,11 +20,14 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from audit.alerts.services import alerts_observe_request
 from audit.services import audit_record_request
+from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
+from dlp.selectors import dlp_policy
 from routing.adapters import UpstreamError
 from routing.boundary import may_reach
 from routing.dispatch import AttemptRecord, Dispatcher, dispatch
@@ -34,13 +37,16 @@ from teams.limits import limits_reserve, limits_settle
 from teams.scope import bind_system_prompt
 from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate
 
-from .context import Attempt, RequestContext
+from .context import Attempt, DlpFinding, RequestContext
 from .db import run_db
 from .errors import (
     Decision,
     GatewayError,
     authentication_failed,
     classification_violation,
+    dlp_blocked,
+    dlp_response_blocked,
+    dlp_unreadable_content,
     error_body,
     error_response,
     internal_error,
@@ -74,6 +80,9 @@ def _load_scope(raw_key: str, model: str, ctx: RequestContext | None = None) -> 
     scope = api_key_authenticate(raw_key) if raw_key else None
     route = route_for_key(key_id=scope.key_id, model=model) if scope is not None and model else None
     if ctx is not None and scope is not None and route is not None:
+        # DLP: the team's policy rides this hop too (cached per worker, reloaded on change).
+        policy = dlp_policy(team_id=scope.team_id)
+        ctx.dlp = Inspector(policy.prompt, policy.response, policy.overrides, monitor=scope.is_monitor)
         # LIMITS: counted and held in this hop (no extra thread switch); enforced at the
         # LIMITS marker of each endpoint, after the scope and DLP checks, settled in _record.
         ctx.reservation = limits_reserve(
@@ -123,6 +132,45 @@ def _check_route(ctx: RequestContext, model: str) -> Route:
         ctx.route = None
         raise classification_violation(model)
     return route
+
+
+# ── stages 2 and 5: DLP ─────────────────────────────────────────────────────────────────
+
+
+def _judge(ctx: RequestContext, verdict: Verdict, direction: str, refusal: GatewayError) -> None:
+    """Record what DLP found; refuse if it blocks (monitor mode records the refusal instead)."""
+    ctx.dlp_findings.extend(
+        DlpFinding(direction=direction, category=f.category, pattern=f.pattern, action=f.action, count=f.count)
+        for f in verdict.findings
+    )
+    if verdict.blocked:
+        ctx.enforce(refusal)
+
+
+def _unreadable(ctx: RequestContext, kinds: list[str], param: str) -> None:
+    assert ctx.key is not None
+    if kinds and ctx.key.is_sensitive and not settings.SYNAPSE["DLP_SENSITIVE_NON_TEXT"]:
+        ctx.enforce(dlp_unreadable_content(kinds, param=param))
+
+
+def _inspect_messages(ctx: RequestContext, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    assert ctx.dlp is not None
+    _unreadable(ctx, non_text_parts(messages), "messages")
+    messages, verdict = ctx.dlp.messages(messages)
+    _judge(ctx, verdict, "prompt", dlp_blocked(verdict.blocked))
+    return messages
+
+
+def _stream_verdict(ctx: RequestContext, guard: StreamFilter | None) -> GatewayError | None:
+    """Record a stream's findings once it has ended; the refusal to send if it was blocked."""
+    if guard is None:
+        return None
+    try:
+        verdict = guard.verdict()
+        _judge(ctx, verdict, "response", dlp_response_blocked(verdict.blocked))
+    except GatewayError as exc:
+        return exc
+    return None
 
 
 # ── stage 6: audit (one thread hop) ────────────────────────────────────────────────────
@@ -296,10 +344,10 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
     assert ctx.key is not None and isinstance(body, dict)
     ctx.stream = bool(body.get("stream"))
 
-    messages = bind_system_prompt(ctx.key.system_prompt, body["messages"])
-    # DLP: prompt scanning goes here (every message, parts, tool calls/results).
+    # DLP before the bound prompt joins: that prompt was approved with the key.
+    messages = bind_system_prompt(ctx.key.system_prompt, _inspect_messages(ctx, body["messages"]))
     upstream = {**body, "model": route.upstream_model, "messages": messages}
-    # LIMITS: reservation goes here (rpm, tpm, budget).
+    # LIMITS: held in _load_scope; enforced here, after the scope and DLP checks.
     _enforce_limits(ctx, upstream)
 
     backends = _backends(ctx, route)
@@ -318,11 +366,13 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
         raise _upstream_error(ctx, exc) from exc
     _record_usage(ctx, result.get("usage"))
     result["model"] = ctx.model_requested
+    assert ctx.dlp is not None
+    verdict = ctx.dlp.completion(result)
+    _judge(ctx, verdict, "response", dlp_response_blocked(verdict.blocked))
     for choice in result.get("choices") or []:
         message = choice.get("message") or {}
         if isinstance(message.get("content"), str):
             ctx.response_text.append(message["content"])
-    # DLP: non-streaming response scanning goes here.
     if not await _audit(ctx):
         raise service_unavailable("write its audit record")
     return JsonResponse(result)
@@ -334,10 +384,11 @@ async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | 
     if error is not None:
         raise error
     route = _check_route(ctx, model)
-    assert isinstance(body, dict)
-    # DLP: embeddings input scanning goes here.
-    upstream = {**body, "model": route.upstream_model}
-    # LIMITS: reservation goes here.
+    assert isinstance(body, dict) and ctx.dlp is not None
+    _unreadable(ctx, ["token ids"] if non_text_input(body["input"]) else [], "input")
+    value, verdict = ctx.dlp.embeddings_input(body["input"])
+    _judge(ctx, verdict, "prompt", dlp_blocked(verdict.blocked, param="input"))
+    upstream = {**body, "model": route.upstream_model, "input": value}
     _enforce_limits(ctx, upstream)
     ctx.upstream_body = upstream
     try:
@@ -394,34 +445,49 @@ async def _relay(
     ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None
 ) -> AsyncIterator[bytes]:
     failed: GatewayError | None = None
+    # Output DLP: each choice's text and each tool call's arguments pass a hold-back window.
+    guard = ctx.dlp.stream(settings.SYNAPSE["DLP_STREAM_WINDOW"]) if ctx.dlp is not None else None
+    last: dict[str, Any] = {}
     try:
         chunk = first
         while chunk is not None:
             if chunk.get("usage"):
                 _record_usage(ctx, chunk["usage"])
+            if guard is not None:
+                guard.chunk(chunk)
+                if guard.blocked:
+                    break
             choices = chunk.get("choices") or []
             for choice in choices:
                 content = (choice.get("delta") or {}).get("content")
                 if isinstance(content, str):
                     ctx.response_text.append(content)
-            # DLP: streaming response window goes here (per choice / per tool call).
+            last = chunk
             if choices or ctx.include_usage:
                 chunk["model"] = ctx.model_requested
                 if not ctx.include_usage:
                     chunk.pop("usage", None)
                 yield _sse(chunk)
             chunk = await anext(chunks, None)
+        if guard is not None and (tail := guard.finish()) is not None:
+            # Text an upstream left open (no finish_reason): released before the end.
+            tail.update({"id": last.get("id"), "created": last.get("created"), "model": ctx.model_requested})
+            ctx.response_text.extend(c["delta"].get("content") or "" for c in tail["choices"])
+            yield _sse(tail)
     except UpstreamError as exc:
         failed = _upstream_error(ctx, exc)
     except (asyncio.CancelledError, GeneratorExit):
         # The client went away (Django cancels the task, or closes this generator while it is
         # parked at a yield): close the upstream, still leave the audit row, then stop.
         await chunks.aclose()  # type: ignore[attr-defined]
+        _stream_verdict(ctx, guard)
         await _audit(ctx, disconnected=True)
         raise
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
 
+    blocked = _stream_verdict(ctx, guard)
+    failed = failed or blocked
     if failed is not None:
         ctx.reject(decision=failed.decision, status=failed.status, code=failed.code, message=failed.message)
     audited = await _audit(ctx)

@@ -127,6 +127,14 @@ SYNAPSE = {
     "WEBHOOK_BACKOFF_SECONDS": env.float("SYNAPSE_WEBHOOK_BACKOFF_SECONDS", default=30.0),
     "WEBHOOK_MAX_ATTEMPTS": env.int("SYNAPSE_WEBHOOK_MAX_ATTEMPTS", default=12),
     "ALERT_RULES_TTL": env.float("SYNAPSE_ALERT_RULES_TTL", default=30.0),
+    # How often (seconds) each worker checks the DLP policy version in the database: a pattern
+    # or pack change reaches every worker and replica within this interval, without restart.
+    "DLP_RELOAD_SECONDS": env.float("SYNAPSE_DLP_RELOAD_SECONDS", default=1.0),
+    # Images, audio, files and token-id input cannot be read by DLP; a sensitive key refuses
+    # them unless the operator allows them here.
+    "DLP_SENSITIVE_NON_TEXT": env.bool("SYNAPSE_DLP_SENSITIVE_NON_TEXT", default=False),
+    # Characters a stream may hold back while a match could still be forming (dlp/stream.py).
+    "DLP_STREAM_WINDOW": env.int("SYNAPSE_DLP_STREAM_WINDOW", default=1024),
 }
 
 # The counter store behind rate limits, token reservations and spend (docs/LIMITS.md):

@@ -17,6 +17,7 @@ os.environ.setdefault("SYNAPSE_LOG_LEVEL", "WARNING")
 os.environ.setdefault("FAKE_OPENAI_KEY", "sk-fake-cloud-credential")
 # Rule edits made by a test reach the gateway's workers at once; outbox deliveries go quickly.
 os.environ.setdefault("SYNAPSE_ALERT_RULES_TTL", "0")
+os.environ.setdefault("SYNAPSE_DLP_RELOAD_SECONDS", "0")  # a test's pattern change reaches the workers at once
 os.environ.setdefault("SYNAPSE_WEBHOOK_POLL_SECONDS", "0.3")
 os.environ.setdefault("FAKE_ANTHROPIC_KEY", "sk-ant-fake-credential-0001")  # tests/fakes/anthropic.py's default
 os.environ.setdefault("FAKE_GEMINI_KEY", "AIza-fake-gemini-credential-0001")  # tests/fakes/gemini.py's default

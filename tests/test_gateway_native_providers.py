@@ -1,4 +1,4 @@
-"""Anthropic and Gemini behind the gateway: the official OpenAI SDK → the real server → the fakes.
+"""Anthropic, Gemini and Azure OpenAI behind the gateway: the official OpenAI SDK → the real server → the fakes.
 
 The gateway reads the providers' credentials from FAKE_ANTHROPIC_KEY / FAKE_GEMINI_KEY
 (tests/settings.py); the fakes refuse any other key, so every success here also proves the
@@ -8,6 +8,7 @@ credential was sent the provider's way.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -25,6 +26,7 @@ from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.base import Reply
 from tests.fakes.gemini import Answer as GeminiAnswer
 from tests.fakes.gemini import FakeGemini
+from tests.fakes.openai import FakeOpenAI
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
@@ -277,3 +279,58 @@ def test_gemini_embeds(gateway: Gateway, cloud_providers_key: IssuedKey, gemini:
     assert all(len(item.embedding) == 8 for item in result.data)  # the SDK decoded the base64 it asked for
     assert gemini.received[0].path == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
     assert request_row().prompt_tokens == 2
+
+
+# ── Azure OpenAI ──
+
+
+@pytest.fixture
+def azure_key(team: Team, approver: Any, cloud_upstream: FakeOpenAI) -> IssuedKey:
+    routing_import(
+        document={
+            "backends": [
+                {"name": "azure", "kind": "azure_openai", "base_url": cloud_upstream.base_url, "api_key_env": "FAKE_OPENAI_KEY",
+                 "location": "cloud", "options": {"api_version": "2024-10-21"}},
+            ],
+            "models": [
+                {"name": "gpt-4o-azure", "backend": "azure", "upstream_model": "prod-gpt4o",
+                 "input_price_per_mtok": "2.50", "output_price_per_mtok": "10"},
+            ],
+        }
+    )  # fmt: skip
+    return api_key_issue(
+        team=team,
+        name="Support drafts (Azure)",
+        system_prompt=BOUND_PROMPT,
+        models=["gpt-4o-azure"],
+        classification=Classification.NON_SENSITIVE,
+        approved_by=approver,
+    )
+
+
+def test_azure_answers_and_streams_through_its_deployment(
+    gateway: Gateway, azure_key: IssuedKey, cloud_upstream: FakeOpenAI
+) -> None:
+    client = gateway.openai(azure_key.plaintext)
+
+    completion = client.chat.completions.create(model="gpt-4o-azure", messages=[{"role": "user", "content": "hello there"}])
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-azure",
+            messages=[{"role": "user", "content": "hello there"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+
+    assert completion.choices[0].message.content == "echo: hello there"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello there"
+    plain, streamed = cloud_upstream.received
+    for received in (plain, streamed):
+        assert received.path == "/openai/deployments/prod-gpt4o/chat/completions"
+        assert received.query == {"api-version": ["2024-10-21"]}
+        assert received.headers["api-key"] == os.environ["FAKE_OPENAI_KEY"] and "authorization" not in received.headers
+    row = request_row()
+    prompt_tokens = len(BOUND_PROMPT.split()) + 2  # the fake counts words: the bound prompt and "hello there"
+    assert (row.backend, row.prompt_tokens, row.completion_tokens) == ("azure", prompt_tokens, 3)
+    assert row.cost == expected_cost(prompt_tokens, 3, "2.50", "10")

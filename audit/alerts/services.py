@@ -328,7 +328,9 @@ def _usage_spike(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | N
     recent, baseline = totals["recent"], totals["baseline"] / windows
     recent_tokens = (totals["recent_prompt"] or 0) + (totals["recent_completion"] or 0)
     baseline_tokens = ((totals["baseline_prompt"] or 0) + (totals["baseline_completion"] or 0)) / windows
-    spiking = recent >= rule.factor * baseline or recent_tokens >= rule.factor * baseline_tokens
+    # A request spike, or a token spike. Tokens only count when there are some: steady traffic
+    # that records none (refusals, backends without `usage`) is 0 ≥ factor × 0, not a spike.
+    spiking = recent >= rule.factor * baseline or (recent_tokens > 0 and recent_tokens >= rule.factor * baseline_tokens)
     if recent < rule.threshold or not spiking or not _claim(AlertKind.USAGE_SPIKE, subject, rule):
         return None
     return alert_fire(

@@ -10,7 +10,8 @@ from django.db import connection
 
 from audit.hashing import keyed_hash
 from routing.models import Backend
-from teams.services import IssuedKey
+from teams.models import Classification
+from teams.services import IssuedKey, api_key_issue, api_key_revoke
 from tests.fakes.base import Reply
 from tests.fakes.openai import FakeOpenAI
 
@@ -70,6 +71,9 @@ def test_no_column_holds_the_prompt_or_the_answer(sensitive_key: IssuedKey, onpr
         ("wrong method", 405, "invalid_request"),
         ("oversized body", 413, "invalid_request"),
         ("upstream failure", 502, "upstream_error"),
+        ("upstream timeout", 504, "upstream_timeout"),
+        ("revoked key", 401, "blocked_auth"),
+        ("per-request limit", 400, "blocked_limit"),
     ],
 )
 def test_every_refusal_leaves_exactly_one_row(
@@ -96,9 +100,27 @@ def test_every_refusal_leaves_exactly_one_row(
     elif case == "oversized body":
         settings.SYNAPSE = {**settings.SYNAPSE, "MAX_BODY_BYTES": 4000}
         response = chat(key, "x" * 5000)
-    else:
+    elif case == "upstream failure":
         onprem_upstream.fail_next(Reply(status=500, body={"error": {"message": "boom", "type": "server_error"}}), times=5)
         response = chat(key, model="llama-3-8b")
+    elif case == "upstream timeout":
+        Backend.objects.filter(name="local-vllm").update(timeout_seconds=0.3)
+        onprem_upstream.fail_next(Reply(body={}, delay=1.0), times=5)
+        response = chat(key, model="llama-3-8b")
+    elif case == "revoked key":
+        api_key_revoke(api_key=sensitive_key.api_key, reason="test")
+        response = chat(key)
+    else:
+        limited = api_key_issue(
+            team=sensitive_key.api_key.team,
+            name="One message only",
+            system_prompt="Be brief.",
+            models=["mock-small"],
+            classification=Classification.SENSITIVE,
+            max_messages=1,
+        )
+        messages = [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}]
+        response = call("post", CHAT, limited.plaintext, {"model": "mock-small", "messages": messages})
     assert response.status_code == status
     row = only_row()
     assert (row.status, row.decision, row.request_id) == (status, decision, response["x-request-id"])

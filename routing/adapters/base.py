@@ -103,6 +103,23 @@ class Adapter:
     def deadlines(self) -> Deadlines:
         return Deadlines.for_backend(self.backend, self.timeout)
 
+    def secrets(self) -> list[str]:
+        """Every credential this adapter sends, to be scrubbed from what providers echo back."""
+        credential = self.backend.credential()
+        return [credential] if credential else []
+
+    def redact(self, text: str) -> str:
+        """Providers sometimes echo what they were sent; the gateway's key must not go further."""
+        for secret in self.secrets():
+            if len(secret) >= 8:  # a short value would blank out ordinary words, and guards nothing
+                text = text.replace(secret, "[redacted]")
+        return text
+
+    def scrubbed(self, exc: UpstreamError) -> UpstreamError:
+        exc.message = self.redact(exc.message)
+        exc.args = (exc.message,)
+        return exc
+
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """Non-streaming chat: return an OpenAI `chat.completion` dict, `usage` included."""
         raise UpstreamError(f"backend kind '{self.kind}' does not support chat completions", status=400)

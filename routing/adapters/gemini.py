@@ -210,10 +210,11 @@ def to_generate_request(body: dict[str, Any], *, max_tokens: int | None, safety_
 
 
 def to_usage(meta: dict[str, Any]) -> dict[str, Any]:
-    """Thinking tokens are billed as output, as OpenAI's reasoning tokens are counted in completion_tokens."""
+    """Thinking tokens are billed as output, as OpenAI's reasoning tokens are counted in
+    completion_tokens; what Google's built-in tools added to the prompt is billed as input."""
     thoughts = meta.get("thoughtsTokenCount") or 0
     return usage(
-        meta.get("promptTokenCount") or 0,
+        (meta.get("promptTokenCount") or 0) + (meta.get("toolUsePromptTokenCount") or 0),
         (meta.get("candidatesTokenCount") or 0) + thoughts,
         cached=meta.get("cachedContentTokenCount") or 0,
         reasoning=thoughts,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
+import aiohttp
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
@@ -27,6 +30,20 @@ def shared_client() -> httpx.AsyncClient:
             trust_env=False,
         )
     return _client
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether a failure before the response was a deadline rather than a refusal.
+
+    httpx-aiohttp maps every aiohttp connection error, a refused connection included, to
+    httpx.ConnectTimeout; the aiohttp cause tells the two apart.
+    """
+    if isinstance(exc, TimeoutError):
+        return True
+    if not isinstance(exc, httpx.TimeoutException):
+        return False
+    cause = exc.__cause__
+    return not (isinstance(cause, aiohttp.ClientError) and not isinstance(cause, TimeoutError))
 
 
 def raise_for_upstream(response: httpx.Response, body: bytes, *, provider: str) -> None:
@@ -76,8 +93,25 @@ def _provider_message(body: bytes) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds the provider asks us to wait: OpenAI and Azure's `retry-after-ms`, else
+    `Retry-After` in either of its RFC 9110 forms (seconds, or an HTTP date)."""
+    milliseconds = response.headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(0.0, float(milliseconds) / 1000.0)
+        except ValueError:
+            pass
     value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())

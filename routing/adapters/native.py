@@ -12,26 +12,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, NoReturn
 
-import aiohttp
 import httpx
 
 from .base import Adapter, UpstreamError
-from .http import raise_for_upstream
+from .http import is_timeout, raise_for_upstream
 from .sse import SSEvent, iter_sse
-
-
-def is_timeout(exc: BaseException) -> bool:
-    """Whether a failure before the response was a deadline rather than a refusal.
-
-    httpx-aiohttp maps every aiohttp connection error, a refused connection included, to
-    httpx.ConnectTimeout; the aiohttp cause tells the two apart.
-    """
-    if isinstance(exc, TimeoutError):
-        return True
-    if not isinstance(exc, httpx.TimeoutException):
-        return False
-    cause = exc.__cause__
-    return not (isinstance(cause, aiohttp.ClientError) and not isinstance(cause, TimeoutError))
 
 
 class NativeAdapter(Adapter):
@@ -46,21 +31,11 @@ class NativeAdapter(Adapter):
         raise_for_upstream(response, raw, provider=self.label)
         raise UpstreamError(f"{self.label} returned HTTP {response.status_code}", status=502)
 
-    def redact(self, text: str) -> str:
-        """Providers sometimes echo what they were sent; the gateway's key must not go further."""
-        secret = self.backend.credential()
-        return text.replace(secret, "[redacted]") if secret and len(secret) >= 8 else text
-
     def _fail(self, response: httpx.Response, raw: bytes) -> NoReturn:
         try:
             self.raise_for_status(response, raw)
         except UpstreamError as exc:
             raise self.scrubbed(exc) from None
-
-    def scrubbed(self, exc: UpstreamError) -> UpstreamError:
-        exc.message = self.redact(exc.message)
-        exc.args = (exc.message,)
-        return exc
 
     def _timed_out(self, what: str, seconds: float) -> UpstreamError:
         return UpstreamError(f"{self.label} {what} within {seconds:g} s", status=504, retryable=True, code="upstream_timeout")

@@ -10,12 +10,12 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
 from .base import Adapter, UpstreamError
-from .http import raise_for_upstream
+from .http import is_timeout, raise_for_upstream
 from .sse import iter_sse
 
 
@@ -36,6 +36,29 @@ class OpenAICompatibleAdapter(Adapter):
     def _timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.timeout, connect=self.deadlines.connect)
 
+    def _not_reached(self, exc: Exception) -> UpstreamError:
+        """A failure before any response: a deadline (504) or a refusal (502), both retryable.
+
+        The production client (httpx on aiohttp) reports a refused connection as a connect
+        timeout; `is_timeout` tells them apart, so a backend that is down is retried at once
+        rather than reported as slow.
+        """
+        if is_timeout(exc):
+            return UpstreamError(
+                f"{self.label} did not answer within {self.timeout:g} s", status=504, retryable=True, code="upstream_timeout"
+            )
+        # The class name only: httpx messages can carry the URL.
+        return UpstreamError(
+            f"{self.label} is unreachable ({type(exc).__name__})", status=502, retryable=True, code="upstream_unreachable"
+        )
+
+    def _fail(self, response: httpx.Response, raw: bytes) -> NoReturn:
+        try:
+            raise_for_upstream(response, raw, provider=self.label)
+        except UpstreamError as exc:
+            raise self.scrubbed(exc) from None
+        raise UpstreamError(f"{self.label} returned HTTP {response.status_code}", status=502)
+
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         payload = self.prepare(body)
         try:
@@ -44,16 +67,10 @@ class OpenAICompatibleAdapter(Adapter):
                     self.url(path, payload), json=payload, headers=self.headers(), timeout=self._timeout()
                 )
                 raw = await response.aread()
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise UpstreamError(
-                f"{self.label} did not answer within {self.timeout:g} s", status=504, retryable=True, code="upstream_timeout"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(
-                f"{self.label} is unreachable ({type(exc).__name__})", status=502, retryable=True, code="upstream_unreachable"
-            ) from exc
+        except (TimeoutError, httpx.TransportError) as exc:
+            raise self._not_reached(exc) from exc
         if response.status_code >= 400:
-            raise_for_upstream(response, raw, provider=self.label)
+            self._fail(response, raw)
         try:
             result: dict[str, Any] = json.loads(raw)
         except ValueError as exc:
@@ -73,17 +90,11 @@ class OpenAICompatibleAdapter(Adapter):
         )
         try:
             response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamError(
-                f"{self.label} did not answer within {self.timeout:g} s", status=504, retryable=True, code="upstream_timeout"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(
-                f"{self.label} is unreachable ({type(exc).__name__})", status=502, retryable=True, code="upstream_unreachable"
-            ) from exc
+        except (TimeoutError, httpx.TransportError) as exc:
+            raise self._not_reached(exc) from exc
         try:
             if response.status_code >= 400:
-                raise_for_upstream(response, await response.aread(), provider=self.label)
+                self._fail(response, await response.aread())
             async for event in iter_sse(response):
                 if event.data == "[DONE]":
                     return
@@ -94,16 +105,24 @@ class OpenAICompatibleAdapter(Adapter):
                 if isinstance(chunk, dict) and "error" in chunk:
                     error = chunk["error"]
                     message = error.get("message", "") if isinstance(error, dict) else str(error)
-                    raise UpstreamError(f"{self.label} reported an error mid-stream: {message}", status=502)
+                    raise self.scrubbed(UpstreamError(f"{self.label} reported an error mid-stream: {message}", status=502))
                 yield chunk
         except httpx.TimeoutException as exc:
-            raise UpstreamError(
-                f"{self.label} stalled for more than {self.timeout:g} s", status=504, code="upstream_timeout"
-            ) from exc
+            if is_timeout(exc):
+                raise UpstreamError(
+                    f"{self.label} stalled for more than {self.timeout:g} s", status=504, retryable=True, code="upstream_timeout"
+                ) from exc
+            raise self._broken(exc) from exc
         except httpx.TransportError as exc:
-            raise UpstreamError(f"{self.label} broke the stream ({type(exc).__name__})", status=502) from exc
+            raise self._broken(exc) from exc
         finally:
             await response.aclose()
+
+    def _broken(self, exc: Exception) -> UpstreamError:
+        # Retryable: the dispatcher only retries or fails over before the first chunk went out.
+        return UpstreamError(
+            f"{self.label} broke the stream ({type(exc).__name__})", status=502, retryable=True, code="upstream_stream_broken"
+        )
 
 
 class _SystemRoleOnly(OpenAICompatibleAdapter):
@@ -149,9 +168,18 @@ class AzureOpenAIAdapter(OpenAICompatibleAdapter):
         version = self.backend.options.get("api_version", self.default_api_version)
         return f"{base}/openai/deployments/{deployment}{path}?api-version={version}"
 
-    def headers(self) -> dict[str, str]:
+    def _entra_token(self) -> str | None:
         token_env = self.backend.options.get("entra_token_env")
-        if token_env and os.environ.get(token_env):
-            return {"Authorization": f"Bearer {os.environ[token_env]}"}
+        if not token_env:
+            return None
+        return os.environ.get(token_env) or None
+
+    def headers(self) -> dict[str, str]:
+        if token := self._entra_token():
+            return {"Authorization": f"Bearer {token}"}
         credential = self.backend.credential()
         return {"api-key": credential} if credential else {}
+
+    def secrets(self) -> list[str]:
+        token = self._entra_token()
+        return [*super().secrets(), *([token] if token else [])]

@@ -123,6 +123,14 @@ def test_it_bills_thinking_tokens_as_completion_tokens(fake: FakeGemini) -> None
     }
 
 
+def test_it_bills_tool_use_prompt_tokens_as_prompt_tokens(fake: FakeGemini) -> None:
+    fake.answer = Answer(text="ok", tool_use_prompt_tokens=7)
+
+    result = chat(GeminiAdapter, backend(fake), body(user("hello there")))
+
+    assert result["usage"] == {"prompt_tokens": 18, "completion_tokens": 1, "total_tokens": 19}
+
+
 def test_it_streams_chunks_and_a_final_usage_chunk(fake: FakeGemini) -> None:
     request = body(user("hello there"), stream=True, stream_options={"include_usage": True})
     chunks = stream(GeminiAdapter, backend(fake), request)

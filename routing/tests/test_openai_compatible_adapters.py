@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_aiohttp import HttpxAiohttpClient
 
 from routing.adapters import BackendConfig, UpstreamError
 from routing.adapters.openai_compat import AzureOpenAIAdapter, OllamaAdapter, OpenAICompatibleAdapter
@@ -111,3 +112,80 @@ def test_an_unreachable_upstream_is_a_retryable_502() -> None:
     with pytest.raises(UpstreamError) as caught:
         run(lambda c: OpenAICompatibleAdapter(client=c, backend=config, default_timeout=5).chat(BODY))
     assert (caught.value.status, caught.value.retryable) == (502, True)
+
+
+def run_on_production_client(coro: Any) -> Any:
+    """The same, on the client the gateway really uses (httpx on aiohttp), which reports a
+    refused connection as a connect timeout."""
+
+    async def with_client() -> Any:
+        async with HttpxAiohttpClient() as client:
+            return await coro(client)
+
+    return asyncio.run(with_client())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_refused_connection_is_unreachable_not_a_timeout_on_the_production_client(stream: bool) -> None:
+    config = backend("vllm", "http://127.0.0.1:9/v1")
+
+    async def call(client: httpx.AsyncClient) -> Any:
+        adapter = OpenAICompatibleAdapter(client=client, backend=config, default_timeout=5)
+        if stream:
+            return [chunk async for chunk in adapter.chat_stream({**BODY, "stream": True})]
+        return await adapter.chat(BODY)
+
+    with pytest.raises(UpstreamError) as caught:
+        run_on_production_client(call)
+    # 502 + retryable is what makes the dispatcher retry it; a 504 would be failed over untried.
+    assert (caught.value.status, caught.value.retryable, caught.value.code) == (502, True, "upstream_unreachable")
+
+
+def test_a_slow_upstream_is_still_a_timeout_on_the_production_client(fake: FakeOpenAI) -> None:
+    fake.fail_next(Reply(body={}, delay=1.5))
+    config = backend("vllm", f"{fake.base_url}/v1", timeout=0.3)
+    with pytest.raises(UpstreamError) as caught:
+        run_on_production_client(lambda c: OpenAICompatibleAdapter(client=c, backend=config, default_timeout=5).chat(BODY))
+    assert (caught.value.status, caught.value.code) == (504, "upstream_timeout")
+
+
+def test_a_stream_broken_before_its_first_chunk_can_be_retried(fake: FakeOpenAI) -> None:
+    fake.fail_next(Reply(chunks=[b'data: {"id": "x", "choices": []}\n\n'] * 3, drop_after=0))
+    config = backend("vllm", f"{fake.base_url}/v1")
+
+    async def collect(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+        adapter = OpenAICompatibleAdapter(client=client, backend=config, default_timeout=5)
+        return [chunk async for chunk in adapter.chat_stream({**BODY, "stream": True})]
+
+    with pytest.raises(UpstreamError) as caught:
+        run_on_production_client(collect)
+    assert (caught.value.status, caught.value.retryable) == (502, True)
+
+
+def test_an_echoed_credential_is_redacted(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    # OpenAI-compatible servers quote the offending input back in a 400's message.
+    monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-very-secret-value")
+    message = "Invalid header value 'Bearer sk-very-secret-value'"
+    fake.fail_next(Reply(status=400, body={"error": {"message": message, "type": "invalid_request_error"}}))
+    config = backend("openai", f"{fake.base_url}/v1", api_key_env="TEST_UPSTREAM_KEY")
+    with pytest.raises(UpstreamError) as caught:
+        run(lambda c: OpenAICompatibleAdapter(client=c, backend=config, default_timeout=5).chat(BODY))
+    assert caught.value.status == 400
+    assert "sk-very-secret-value" not in str(caught.value) and "[redacted]" in caught.value.message
+
+
+def test_azure_sends_an_entra_token_instead_of_the_key_when_configured(fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_AZURE_KEY", "azure-secret")
+    monkeypatch.setenv("TEST_AZURE_TOKEN", "eyJ0eXAiOiJKV1Qi.entra-token")
+    fake.fail_next(
+        Reply(status=400, body={"error": {"message": "bad token eyJ0eXAiOiJKV1Qi.entra-token", "type": "invalid_request_error"}})
+    )
+    config = backend("azure_openai", fake.base_url, api_key_env="TEST_AZURE_KEY", options={"entra_token_env": "TEST_AZURE_TOKEN"})
+    body = {**BODY, "model": "my-deployment"}
+    with pytest.raises(UpstreamError) as caught:
+        run(lambda c: AzureOpenAIAdapter(client=c, backend=config, default_timeout=5).chat(body))
+    assert "entra-token" not in caught.value.message
+    run(lambda c: AzureOpenAIAdapter(client=c, backend=config, default_timeout=5).chat(body))
+    received = fake.received[-1]
+    assert received.headers["authorization"] == "Bearer eyJ0eXAiOiJKV1Qi.entra-token"
+    assert "api-key" not in received.headers

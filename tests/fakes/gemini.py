@@ -38,6 +38,7 @@ class Answer:
     finish_reason: str = "STOP"
     block_reason: str | None = None  # promptFeedback.blockReason: no candidates at all
     thoughts_tokens: int = 0
+    tool_use_prompt_tokens: int = 0  # what Google's own tools (search, code execution) added to the prompt
     stream_error: int | None = None  # an HTTP-like code sent as an `error` event after the first chunk
     drop_after: int | None = None  # streams: close the connection after this many events
 
@@ -157,11 +158,13 @@ class FakeGemini(FakeProvider):
                 usage = {
                     "promptTokenCount": prompt_tokens,
                     "candidatesTokenCount": candidates_tokens,
-                    "totalTokenCount": prompt_tokens + candidates_tokens + answer.thoughts_tokens,
+                    "totalTokenCount": prompt_tokens + candidates_tokens + answer.thoughts_tokens + answer.tool_use_prompt_tokens,
                     "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
                 }
                 if answer.thoughts_tokens:
                     usage["thoughtsTokenCount"] = answer.thoughts_tokens
+                if answer.tool_use_prompt_tokens:
+                    usage["toolUsePromptTokenCount"] = answer.tool_use_prompt_tokens
             responses.append({"candidates": [candidate], "usageMetadata": usage, **common})
         if answer.stream_error is not None:
             message = "The model is overloaded. Please try again later."

@@ -33,6 +33,11 @@ class FakeOpenAI(FakeProvider):
         self.reply = reply  # fixed answer instead of the echo
         self.pieces = pieces  # fixed stream deltas instead of word-by-word
 
+    def reset(self) -> None:
+        super().reset()
+        self.reply = None
+        self.pieces = None
+
     def answer_for(self, body: dict[str, Any]) -> str:
         if self.reply is not None:
             return self.reply
