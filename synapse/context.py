@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import Decision, GatewayError
 
 if TYPE_CHECKING:
-    from dlp.inspection import Inspector
+    from dlp.inspection import Inspector, Verdict
     from routing.selectors import Route
     from teams.limits import Reservation
     from teams.selectors import KeyScope
@@ -59,6 +59,7 @@ class RequestContext:
     key: KeyScope | None = None
     route: Route | None = None
     dlp: Inspector | None = None  # the team's DLP policy in the key's mode; set with the key
+    prompt_scan: tuple[Any, Verdict] | None = None  # the rewritten prompt and what DLP found in it
     model_requested: str = ""
     stream: bool = False
     include_usage: bool = False

@@ -83,6 +83,7 @@ def _load_scope(raw_key: str, model: str, ctx: RequestContext | None = None) -> 
         # DLP: the team's policy rides this hop too (cached per worker, reloaded on change).
         policy = dlp_policy(team_id=scope.team_id)
         ctx.dlp = Inspector(policy.prompt, policy.response, policy.overrides, monitor=scope.is_monitor)
+        _prescan(ctx, ctx.dlp)
         # LIMITS: counted and held in this hop (no extra thread switch); enforced at the
         # LIMITS marker of each endpoint, after the scope and DLP checks, settled in _record.
         ctx.reservation = limits_reserve(
@@ -96,6 +97,17 @@ def _load_scope(raw_key: str, model: str, ctx: RequestContext | None = None) -> 
             now=ctx.received_at,
         )
     return scope, route
+
+
+def _prescan(ctx: RequestContext, inspector: Inspector) -> None:
+    """Scan the prompt in this worker thread, not on the event loop: a huge hostile prompt
+    (RE2 is linear, but ~1 MB/s on the worst inputs) then stalls one request, not the worker.
+    The verdict is applied in order, after the scope checks (`_inspect_messages`)."""
+    messages, value = ctx.body.get("messages"), ctx.body.get("input")
+    if ctx.endpoint == "chat.completions" and isinstance(messages, list):
+        ctx.prompt_scan = inspector.messages(messages)
+    elif ctx.endpoint == "embeddings" and value is not None:
+        ctx.prompt_scan = inspector.embeddings_input(value)
 
 
 def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
@@ -154,9 +166,9 @@ def _unreadable(ctx: RequestContext, kinds: list[str], param: str) -> None:
 
 
 def _inspect_messages(ctx: RequestContext, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    assert ctx.dlp is not None
+    assert ctx.prompt_scan is not None
     _unreadable(ctx, non_text_parts(messages), "messages")
-    messages, verdict = ctx.dlp.messages(messages)
+    messages, verdict = ctx.prompt_scan
     _judge(ctx, verdict, "prompt", dlp_blocked(verdict.blocked))
     return messages
 
@@ -384,9 +396,9 @@ async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | 
     if error is not None:
         raise error
     route = _check_route(ctx, model)
-    assert isinstance(body, dict) and ctx.dlp is not None
+    assert isinstance(body, dict) and ctx.prompt_scan is not None
     _unreadable(ctx, ["token ids"] if non_text_input(body["input"]) else [], "input")
-    value, verdict = ctx.dlp.embeddings_input(body["input"])
+    value, verdict = ctx.prompt_scan
     _judge(ctx, verdict, "prompt", dlp_blocked(verdict.blocked, param="input"))
     upstream = {**body, "model": route.upstream_model, "input": value}
     _enforce_limits(ctx, upstream)
