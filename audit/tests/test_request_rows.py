@@ -74,6 +74,7 @@ def test_no_column_holds_the_prompt_or_the_answer(sensitive_key: IssuedKey, onpr
         ("upstream timeout", 504, "upstream_timeout"),
         ("revoked key", 401, "blocked_auth"),
         ("per-request limit", 400, "blocked_limit"),
+        ("DLP block", 400, "blocked_dlp"),
     ],
 )
 def test_every_refusal_leaves_exactly_one_row(
@@ -110,6 +111,8 @@ def test_every_refusal_leaves_exactly_one_row(
     elif case == "revoked key":
         api_key_revoke(api_key=sensitive_key.api_key, reason="test")
         response = chat(key)
+    elif case == "DLP block":
+        response = chat(key, "deploy with AKIAZ7Q4MB2KXN5PLR3W please")  # the baseline pack blocks credentials
     else:
         limited = api_key_issue(
             team=sensitive_key.api_key.team,

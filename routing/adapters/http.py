@@ -13,6 +13,9 @@ from httpx_aiohttp import HttpxAiohttpClient
 
 from .base import UpstreamError
 
+# Error codes OpenAI-compatible providers give a prompt their content policy refused.
+CONTENT_POLICY_CODES = frozenset({"content_filter", "content_policy_violation"})
+
 _client: httpx.AsyncClient | None = None
 
 
@@ -46,6 +49,16 @@ def is_timeout(exc: BaseException) -> bool:
     return not (isinstance(cause, aiohttp.ClientError) and not isinstance(cause, TimeoutError))
 
 
+def is_connect_timeout(exc: BaseException) -> bool:
+    """Whether the deadline that passed was the connect one (the backend's `connect_timeout`)."""
+    if not is_timeout(exc):
+        return False
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError):  # httpx-aiohttp calls every timeout a ConnectTimeout
+        return isinstance(cause, aiohttp.ConnectionTimeoutError)
+    return isinstance(exc, httpx.ConnectTimeout)
+
+
 def raise_for_upstream(response: httpx.Response, body: bytes, *, provider: str) -> None:
     """Turn a non-2xx provider response into an UpstreamError the client can act on.
 
@@ -69,12 +82,30 @@ def raise_for_upstream(response: httpx.Response, body: bytes, *, provider: str) 
             code="upstream_auth_failed",
         )
     if status in (400, 404, 413, 422):
-        raise UpstreamError(detail, status=400, upstream_status=status, code="upstream_invalid_request")
+        # A provider's own content policy refusing the prompt (Azure's content filter, OpenAI's
+        # moderation) keeps its name, as a Gemini block does, so clients can tell it from a typo.
+        code = "content_filter" if _provider_code(body) in CONTENT_POLICY_CODES else "upstream_invalid_request"
+        raise UpstreamError(detail, status=400, upstream_status=status, code=code)
     if status in (503, 529):
         raise UpstreamError(
             detail, status=503, retryable=True, upstream_status=status, code="upstream_overloaded", retry_after=retry_after
         )
     raise UpstreamError(detail, status=502, retryable=status >= 500, upstream_status=status)
+
+
+def _provider_error(body: bytes) -> Any:
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(payload, list) and payload:  # Gemini wraps errors in a list when streaming
+        payload = payload[0]
+    return payload.get("error", payload) if isinstance(payload, dict) else None
+
+
+def _provider_code(body: bytes) -> str:
+    error = _provider_error(body)
+    return str(error.get("code") or "") if isinstance(error, dict) else ""
 
 
 def _provider_message(body: bytes) -> str:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, NoReturn
 import httpx
 
 from .base import Adapter, UpstreamError
-from .http import is_timeout, raise_for_upstream
+from .http import is_connect_timeout, is_timeout, raise_for_upstream
 from .sse import SSEvent, iter_sse
 
 
@@ -40,6 +40,14 @@ class NativeAdapter(Adapter):
     def _timed_out(self, what: str, seconds: float) -> UpstreamError:
         return UpstreamError(f"{self.label} {what} within {seconds:g} s", status=504, retryable=True, code="upstream_timeout")
 
+    def _not_reached(self, exc: Exception, what: str, seconds: float) -> UpstreamError:
+        """No response at all: the connect deadline, `what` within `seconds`, or a refusal."""
+        if is_connect_timeout(exc):
+            return self._timed_out("did not accept the connection", self.deadlines.connect)
+        if is_timeout(exc):
+            return self._timed_out(what, seconds)
+        return self._unreachable(exc)
+
     def _unreachable(self, exc: Exception) -> UpstreamError:
         # The class name only: httpx messages can carry the URL, and some providers accept keys in it.
         return UpstreamError(
@@ -53,9 +61,7 @@ class NativeAdapter(Adapter):
                 response = await self.client.post(url, json=payload, headers=headers, timeout=self._httpx_timeout())
                 raw = await response.aread()
         except (TimeoutError, httpx.TransportError) as exc:
-            if is_timeout(exc):
-                raise self._timed_out("did not answer", total) from exc
-            raise self._unreachable(exc) from exc
+            raise self._not_reached(exc, "did not answer", total) from exc
         if response.status_code >= 400:
             self._fail(response, raw)
         try:
@@ -78,9 +84,7 @@ class NativeAdapter(Adapter):
             async with asyncio.timeout_at(first_by):
                 response = await self.client.send(request, stream=True)
         except (TimeoutError, httpx.TransportError) as exc:
-            if is_timeout(exc):
-                raise self._timed_out("did not start answering", first_by - started) from exc
-            raise self._unreachable(exc) from exc
+            raise self._not_reached(exc, "did not start answering", first_by - started) from exc
         events = iter_sse(response)
         received = False
         try:

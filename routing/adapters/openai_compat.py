@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import httpx
 
 from .base import Adapter, UpstreamError
-from .http import is_timeout, raise_for_upstream
+from .http import is_connect_timeout, is_timeout, raise_for_upstream
 from .sse import iter_sse
 
 
@@ -43,6 +43,13 @@ class OpenAICompatibleAdapter(Adapter):
         timeout; `is_timeout` tells them apart, so a backend that is down is retried at once
         rather than reported as slow.
         """
+        if is_connect_timeout(exc):
+            return UpstreamError(
+                f"{self.label} did not accept the connection within {self.deadlines.connect:g} s",
+                status=504,
+                retryable=True,
+                code="upstream_timeout",
+            )
         if is_timeout(exc):
             return UpstreamError(
                 f"{self.label} did not answer within {self.timeout:g} s", status=504, retryable=True, code="upstream_timeout"

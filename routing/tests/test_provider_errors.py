@@ -43,3 +43,22 @@ def test_it_reads_a_retry_after_given_as_an_http_date() -> None:
 def test_a_retry_after_date_in_the_past_means_now() -> None:
     error = refusal(429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})
     assert error.retry_after == 0.0
+
+
+AZURE_FILTERED = (
+    b'{"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI\'s content management '
+    b'policy.", "type": null, "param": "prompt", "code": "content_filter", "status": 400}}'
+)
+
+
+def test_a_providers_content_policy_refusal_keeps_its_name() -> None:
+    with pytest.raises(UpstreamError) as caught:
+        raise_for_upstream(httpx.Response(400), AZURE_FILTERED, provider="Azure OpenAI")
+    assert (caught.value.status, caught.value.code, caught.value.retryable) == (400, "content_filter", False)
+
+
+def test_any_other_invalid_request_is_the_clients_to_fix() -> None:
+    body = b'{"error": {"message": "Unrecognized request argument", "type": "invalid_request_error", "code": null}}'
+    with pytest.raises(UpstreamError) as caught:
+        raise_for_upstream(httpx.Response(400), body, provider="OpenAI")
+    assert (caught.value.status, caught.value.code) == (400, "upstream_invalid_request")
