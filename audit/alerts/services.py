@@ -116,15 +116,17 @@ def alert_fire(
 
 @transaction.atomic
 def alert_acknowledge(*, alert: Alert, by: AbstractBaseUser, note: str = "") -> Alert:
-    if alert.acknowledged_at is not None:
-        return alert
-    alert.acknowledged_at = timezone.now()
-    alert.acknowledged_by = by  # type: ignore[assignment]
-    alert.acknowledge_note = note[:500]
-    alert.save(update_fields=["acknowledged_at", "acknowledged_by", "acknowledge_note"])
-    audit_governance_event(
-        event_type="alert_acknowledged", actor=by, detail={"alert": alert.pk, "kind": alert.kind, "note": note[:500]}
+    """Record who looked at an alert; the first person to acknowledge it stays on record."""
+    now = timezone.now()
+    # Conditional UPDATE: two people acknowledging at once make one acknowledgement, one audit event.
+    won = Alert.objects.filter(pk=alert.pk, acknowledged_at__isnull=True).update(
+        acknowledged_at=now, acknowledged_by=by, acknowledge_note=note[:500]
     )
+    alert.refresh_from_db(fields=["acknowledged_at", "acknowledged_by", "acknowledge_note"])
+    if won:
+        audit_governance_event(
+            event_type="alert_acknowledged", actor=by, detail={"alert": alert.pk, "kind": alert.kind, "note": note[:500]}
+        )
     return alert
 
 
@@ -387,7 +389,6 @@ def _budget_thresholds(rule: AnomalyRule, *, levels: Iterable[SpendLevel], at: d
             dedupe = f"budget:{budget.kind}:{budget.object_id}:{budget.start:%Y%m%d}:{percent}"
             if level.fraction * 100 < percent or dedupe in _thresholds_seen:
                 continue
-            _thresholds_seen.add(dedupe)
             whose = f"key '{budget.name}'" if budget.kind == "key" else f"team '{budget.name}'"
             fired.append(
                 alert_fire(
@@ -407,4 +408,6 @@ def _budget_thresholds(rule: AnomalyRule, *, levels: Iterable[SpendLevel], at: d
                     at=at,
                 )
             )
+            # Only once the database has answered (fired, or already there): a failed write is retried.
+            _thresholds_seen.add(dedupe)
     return fired

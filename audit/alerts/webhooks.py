@@ -80,8 +80,9 @@ def _claim(delivery_id: object, now: datetime) -> bool:
 def webhook_deliveries_drain(*, now: datetime | None = None, limit: int = 100, client: httpx.Client | None = None) -> DrainResult:
     """Send every due delivery once; returns what happened. Safe to run from many processes."""
     now = now or timezone.now()
+    # A deactivated endpoint's deliveries wait (pending) rather than go to a URL someone switched off.
     due = list(
-        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now, endpoint__is_active=True)
         .filter(Q(locked_until__isnull=True) | Q(locked_until__lt=now))
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
