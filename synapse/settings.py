@@ -133,6 +133,9 @@ SYNAPSE = {
     # Images, audio, files and token-id input cannot be read by DLP; a sensitive key refuses
     # them unless the operator allows them here.
     "DLP_SENSITIVE_NON_TEXT": env.bool("SYNAPSE_DLP_SENSITIVE_NON_TEXT", default=False),
+    # Reverse proxies in front of the gateway whose X-Forwarded-For is believed (0: none), so
+    # audit rows and the auth-failure rule see the client's address, not the proxy's.
+    "TRUSTED_PROXIES": env.int("SYNAPSE_TRUSTED_PROXIES", default=0),
     # Characters a stream may hold back while a match could still be forming (dlp/stream.py).
     "DLP_STREAM_WINDOW": env.int("SYNAPSE_DLP_STREAM_WINDOW", default=1024),
 }

@@ -23,10 +23,22 @@ def _context(request: HttpRequest, endpoint: str) -> RequestContext:
         endpoint=endpoint,
         method=request.method or "",
         path=request.path,
-        client_ip=meta.get("REMOTE_ADDR", ""),
+        client_ip=client_ip(meta),
         user_agent=meta.get("HTTP_USER_AGENT", ""),
         received_at=timezone.now(),
     )
+
+
+def client_ip(meta: dict[str, Any]) -> str:
+    """The caller's address. Behind N trusted reverse proxies (SYNAPSE_TRUSTED_PROXIES) it is
+    the N-th X-Forwarded-For entry from the right: entries further left are whatever the
+    client chose to send, so they are never believed."""
+    hops = settings.SYNAPSE["TRUSTED_PROXIES"]
+    if hops > 0:
+        forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+    return str(meta.get("REMOTE_ADDR", ""))
 
 
 def _api_key(request: HttpRequest) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.test import AsyncClient, override_settings
+from django.test import AsyncClient
 
 from audit.models import AuditEvent
 from teams.services import IssuedKey
@@ -91,8 +91,8 @@ def test_it_accepts_the_key_in_x_api_key(sensitive_key: IssuedKey) -> None:
     assert response.json()["choices"][0]["message"]["content"] == 'Mock answer from mock-small: you said "hi".'
 
 
-@override_settings(SYNAPSE={"UPSTREAM_TIMEOUT": 5.0, "MAX_BODY_BYTES": 1000})
-def test_an_oversized_body_is_a_413(sensitive_key: IssuedKey) -> None:
+def test_an_oversized_body_is_a_413(sensitive_key: IssuedKey, settings: Any) -> None:
+    settings.SYNAPSE = {**settings.SYNAPSE, "MAX_BODY_BYTES": 1000}
     body = {"model": "mock-small", "messages": [{"role": "user", "content": "x" * 2000}]}
     assert_openai_error(call("post", CHAT, sensitive_key.plaintext, body), 413, code="request_too_large")
     assert only_request_row().status == 413
