@@ -40,6 +40,7 @@ run: $(VENV)/.runtime $(STATE)/secret_key
 test: $(VENV)/.dev
 	@DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python tests/ensure_postgres.py
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -q --cov --cov-report=term:skip-covered
+	@mkdir -p $(STATE)
 	DATABASE_URL=sqlite:///$(CURDIR)/$(STATE)/test.sqlite3 $(BIN)/pytest -q -m sqlite -p no:cacheprovider
 
 lint: $(VENV)/.dev
