@@ -1,14 +1,16 @@
 """The /v1 request pipeline: the one place that calls each governance layer, in order.
 
     1 teams/    authenticate the key, apply its bound scope (prompt, allowlist, classification)
-    2 dlp/      scan the prompt (block / redact / alert)                       [# DLP: hooks]
-    3 limits    reserve rate and budget                                        [# LIMITS: hooks]
-    4 routing/  call the backend through its adapter
-    5 dlp/      scan the response, streams included                            [# DLP: hooks]
-    6 audit/    record the finished context, durably, before the client gets the answer
+    2 dlp/      scan the prompt (block / redact / alert)
+    3 teams/    limits: rate, tokens and budget held before the call, settled after it
+    4 routing/  call the backend(s): retries, classification-safe fallbacks, circuit breaker
+    5 dlp/      scan the answer, streams through a hold-back window
+    6 audit/    record the finished context, durably, before the client gets the answer;
+                then the anomaly rules (audit/alerts)
 
 Layers never import this module. Database work is grouped so a request makes two thread
-hops: one before the upstream call (key + route) and one after it (the audit row).
+hops: one before the upstream call (key, route, DLP policy and prompt scan, limit holds) and
+one after it (settlement, the audit row, the anomaly rules).
 """
 
 from __future__ import annotations
@@ -84,8 +86,8 @@ def _load_scope(raw_key: str, model: str, ctx: RequestContext | None = None) -> 
         policy = dlp_policy(team_id=scope.team_id)
         ctx.dlp = Inspector(policy.prompt, policy.response, policy.overrides, monitor=scope.is_monitor)
         _prescan(ctx, ctx.dlp)
-        # LIMITS: counted and held in this hop (no extra thread switch); enforced at the
-        # LIMITS marker of each endpoint, after the scope and DLP checks, settled in _record.
+        # Limits are counted and held in this hop (no extra thread switch), enforced by each
+        # endpoint after the scope and DLP checks (_enforce_limits), settled in _record.
         ctx.reservation = limits_reserve(
             scope=scope,
             endpoint=ctx.endpoint,
@@ -111,7 +113,7 @@ def _prescan(ctx: RequestContext, inspector: Inspector) -> None:
 
 
 def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
-    """LIMITS: refuse what the reservation found (or, in monitor mode, record it) and clamp."""
+    """Refuse what the limits reservation found (or, in monitor mode, record it) and clamp."""
     reservation = ctx.reservation
     if reservation is None:
         return
@@ -199,7 +201,7 @@ def _record(ctx: RequestContext, disconnected: bool = False) -> None:
         return
     if disconnected:
         ctx.reject(decision=Decision.CLIENT_DISCONNECTED, status=499, code="client_disconnected", message="")
-    # LIMITS: settlement of reserved tokens/budget goes here, before the audit row.
+    # Settle the limit holds (never raises); the budget alerts below need the spend it returns.
     spend = _settle(ctx)
     # Circuit breaker: what this request's tries taught about its backends (usually nothing).
     if events := [(a.backend, a.health, a.outcome) for a in ctx.attempts if a.health]:
@@ -221,7 +223,7 @@ def _record(ctx: RequestContext, disconnected: bool = False) -> None:
 
 
 def _settle(ctx: RequestContext) -> list[Any]:
-    """LIMITS: correct the request's holds to its real usage; never fails the audit write."""
+    """Correct the request's limit holds to its real usage; never fails the audit write."""
     if ctx.reservation is None:
         return []
     try:
@@ -268,7 +270,7 @@ async def _guarded(ctx: RequestContext, handler: Any, *args: Any) -> HttpRespons
         logger.exception("unhandled error in request %s", ctx.request_id)
         response = await _reject(ctx, internal_error())
     if ctx.reservation is not None:
-        # LIMITS: OpenAI's x-ratelimit-* headers on every answer to a limited key, refusals included.
+        # OpenAI's x-ratelimit-* headers on every answer to a limited key, refusals included.
         for name, value in ctx.reservation.headers().items():
             response[name] = value
     return response
@@ -359,7 +361,7 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
     # DLP before the bound prompt joins: that prompt was approved with the key.
     messages = bind_system_prompt(ctx.key.system_prompt, _inspect_messages(ctx, body["messages"]))
     upstream = {**body, "model": route.upstream_model, "messages": messages}
-    # LIMITS: held in _load_scope; enforced here, after the scope and DLP checks.
+    # Limits were held in _load_scope; enforced here, after the scope and DLP checks.
     _enforce_limits(ctx, upstream)
 
     backends = _backends(ctx, route)
