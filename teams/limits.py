@@ -240,8 +240,11 @@ def _tokens_per_minute(reservation: Reservation, *, scope: KeyScope, now: dateti
             continue
         end = _window_end(ident, MINUTE)
         key = f"tpm:{ident}:{end}"
-        counters.add(key, 0, MINUTE + 5)
-        total = counters.incr(key, amount)
+        try:
+            total = counters.incr(key, amount)  # one statement once the window's counter exists
+        except ValueError:
+            counters.add(key, 0, MINUTE + 5)  # a racing process may add it first: then a no-op
+            total = counters.incr(key, amount)
         reset = end - int(time.time())
         over = total > limit
         if over and not scope.is_monitor:
