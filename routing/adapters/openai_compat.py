@@ -138,9 +138,14 @@ class _SystemRoleOnly(OpenAICompatibleAdapter):
 
     def prepare(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = body.get("messages")
-        if not isinstance(messages, list) or not any(m.get("role") == "developer" for m in messages):
+        if not isinstance(messages, list) or not any(_is_developer(m) for m in messages):
             return body
-        return {**body, "messages": [{**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]}
+        return {**body, "messages": [{**m, "role": "system"} if _is_developer(m) else m for m in messages]}
+
+
+def _is_developer(message: Any) -> bool:
+    # Pass-through fields are not validated (an embeddings body may carry anything).
+    return isinstance(message, dict) and message.get("role") == "developer"
 
 
 class VLLMAdapter(_SystemRoleOnly):
