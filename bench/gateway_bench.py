@@ -25,6 +25,7 @@ BIN = Path(sys.executable).parent
 ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "synapse_bench_gateway"
 DATABASE_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
+STREAM_GAP_MS = os.environ.get("BENCH_STREAM_GAP_MS", "5")
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "Summarise the quarterly report in one line."}]}
 
 
@@ -75,6 +76,40 @@ async def throughput(url: str, headers: dict[str, str], total: int, concurrency:
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return total / (time.perf_counter() - start)
+
+
+async def streams(url: str, headers: dict[str, str], n: int) -> tuple[list[float], list[float]]:
+    """Time to the first non-empty content delta, and to the end, of `n` sequential streams."""
+    first, whole = [], []
+    body = {**BODY, "stream": True}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(n):
+            start = time.perf_counter()
+            seen = False
+            async with client.stream("POST", url, json=body, headers=headers) as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if (
+                        not seen
+                        and line.startswith("data: {")
+                        and '"content":"' in line.replace(" ", "")
+                        and '"content":""' not in line
+                    ):
+                        first.append((time.perf_counter() - start) * 1000)
+                        seen = True
+            whole.append((time.perf_counter() - start) * 1000)
+    return first, whole
+
+
+def worker_rss_mb(master: int) -> list[float]:
+    """Resident memory of the gunicorn master's worker processes (Linux /proc)."""
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(int(line.split()[1]) / 1024)
+    return sizes
 
 
 def describe(label: str, timings: list[float]) -> str:
@@ -149,6 +184,16 @@ def main() -> None:
         print(
             f"{'throughput through Synapse':<34} {rate:7.0f} req/s  ({total} requests, 32 in flight, load generator on the same 2 cores)"
         )
+        rss = worker_rss_mb(processes[-1].pid)
+        print(f"{'worker memory after the load':<34} " + ", ".join(f"{mb:.0f} MB" for mb in rss) + " RSS per worker")
+        count = int(os.environ.get("BENCH_STREAMS", "100"))
+        d_first, d_whole = asyncio.run(streams(direct_url, {}, count))
+        g_first, g_whole = asyncio.run(streams(gateway_url, auth, count))
+        print(f"== streams ({count} sequential, 40 words {STREAM_GAP_MS} ms apart; output DLP's hold-back window on)")
+        print(describe("time to first token, direct", d_first))
+        print(describe("time to first token, through", g_first))
+        print(describe("whole stream, direct", d_whole))
+        print(describe("whole stream, through", g_whole))
     finally:
         for process in reversed(processes):
             process.terminate()
