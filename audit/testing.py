@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
@@ -39,7 +40,7 @@ def triggers_suspended(connection: BaseDatabaseWrapper) -> Iterator[None]:
                     cursor.execute("SET LOCAL session_replication_role = origin")
             return
         if connection.vendor != "sqlite":
-            raise NotImplementedError(connection.vendor)
+            raise ImproperlyConfigured(f"cannot suspend the audit triggers on {connection.vendor}")
         cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")
         triggers = cursor.fetchall()
         for name, _ in triggers:

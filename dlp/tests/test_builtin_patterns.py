@@ -86,7 +86,7 @@ LOOK_ALIKES = [
     ("IP_ADDRESS", "std::vector<int> at 12:30:45, dead::beef"),
     ("DATE_OF_BIRTH", "DOB: 31/02/1985"),
     ("DATE_OF_BIRTH", "meeting on 12 March 1985"),  # a date without birth context
-    ("AWS_CREDENTIAL", "AKIAXXXXXXXXXXXXXXXX"),
+    ("AWS_CREDENTIAL", "AKIA" + "X" * 16),
     ("GITHUB_TOKEN", "ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
     ("OPENAI_KEY", "sk-proj-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
     ("JWT", "eyJub3Rqc29uIGF0IGFsbA.eyJzdWIiOiIxMjM0In0.sig"),

@@ -147,7 +147,7 @@ def test_birth_date(value: str, valid: bool) -> None:
         ("bitcoin", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", True),
         ("bitcoin", "bc1p5d7rjq7g6rdk2yhzks9smlaqtedr4dekq08ge8ztwac72sfr9rusxg3297", True),  # BIP-350
         ("bitcoin", "bc1p5d7rjq7g6rdk2yhzks9smlaqtedr4dekq08ge8ztwac72sfr9rusxg3298", False),
-        ("not_placeholder", "AKIAXXXXXXXXXXXXXXXX", False),
+        ("not_placeholder", "AKIA" + "X" * 16, False),
         ("not_placeholder", "AKIAZ7Q4MB2KXN5PLR3W", True),
         ("phone", "+44 20 7946 0958", True),
         ("phone", "+1 222", False),
