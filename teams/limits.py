@@ -213,7 +213,9 @@ def _requests_per_minute(reservation: Reservation, *, scope: KeyScope, now: date
         usage = get_usage(None, group=group, key=lambda _group, _request, ident=ident: ident, rate=f"{limit}/m", increment=True)
         if usage is None:
             continue  # RATELIMIT_ENABLE = False
-        if usage["time_left"] < 0:
+        # django-ratelimit reports a store failure as limit 0 (our limits are never 0: skipped
+        # above). Not by time_left, which is -1 too when the second ticks over a window's end.
+        if usage["limit"] == 0:
             raise RuntimeError("the rate-limit counter could not be read")
         window = Window(limit=limit, remaining=limit - usage["count"], reset=usage["time_left"])
         if reservation.requests is None or window.remaining < reservation.requests.remaining:

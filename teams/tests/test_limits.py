@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 
+import django_ratelimit.core
 import pytest
 from django.core.cache import caches
 from django.utils import timezone
@@ -160,3 +163,18 @@ def test_the_new_limits_are_part_of_the_sealed_binding(sensitive_key: IssuedKey)
 @pytest.mark.sqlite
 def test_the_new_limits_are_sealed_on_sqlite_too(sensitive_key: IssuedKey) -> None:
     test_the_new_limits_are_part_of_the_sealed_binding(sensitive_key)
+
+
+def test_a_window_read_as_its_second_ends_is_not_a_store_failure(
+    team: Team, routing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # django-ratelimit computes the window, then time_left = window - now: when the second
+    # ticks in between on a window's last second, time_left is -1 on a healthy store.
+    scope = _key(team, rpm=5)
+    now = 1_800_000_000
+    last_second = now - now % 60 + zlib.crc32(f"k{scope.key_id}".encode()) % 60
+    ticks = iter([last_second, *[last_second + 1] * 10])
+    monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: next(ticks)))
+    reservation = _reserve(scope, _chat())
+    assert not reservation.unavailable and not reservation.breaches  # type: ignore[attr-defined]
+    assert reservation.requests.remaining == 4  # type: ignore[attr-defined]
