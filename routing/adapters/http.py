@@ -101,11 +101,15 @@ def raise_for_upstream(response: httpx.Response, body: bytes, *, provider: str) 
     raise UpstreamError(detail, status=502, retryable=status >= 500, upstream_status=status)
 
 
+_NOT_JSON = object()
+
+
 def _provider_error(body: bytes) -> Any:
+    """The provider's `error` member (or its whole JSON answer); None if that is no object."""
     try:
         payload: Any = json.loads(body)
     except ValueError:
-        return None
+        return _NOT_JSON
     if isinstance(payload, list) and payload:  # Gemini wraps errors in a list when streaming
         payload = payload[0]
     return payload.get("error", payload) if isinstance(payload, dict) else None
@@ -117,18 +121,12 @@ def _provider_code(body: bytes) -> str:
 
 
 def _provider_message(body: bytes) -> str:
-    try:
-        payload: Any = json.loads(body)
-    except ValueError:
+    error = _provider_error(body)
+    if error is _NOT_JSON:
         return body[:200].decode("utf-8", "replace").strip()
-    if isinstance(payload, list) and payload:  # Gemini wraps errors in a list when streaming
-        payload = payload[0]
-    if isinstance(payload, dict):
-        error = payload.get("error", payload)
-        if isinstance(error, dict):
-            return str(error.get("message") or error.get("type") or "")[:500]
-        return str(error)[:500]
-    return ""
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("type") or "")[:500]
+    return "" if error is None else str(error)[:500]
 
 
 def _retry_after(response: httpx.Response) -> float | None:
