@@ -78,10 +78,10 @@ def service_unavailable(what: str) -> GatewayError:
 # ── stage 1: key + route (one thread hop) ──────────────────────────────────────────────
 
 
-def _load_scope(raw_key: str, model: str, ctx: RequestContext | None = None) -> tuple[KeyScope | None, Route | None]:
+def _load_scope(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope | None, Route | None]:
     scope = api_key_authenticate(raw_key) if raw_key else None
     route = route_for_key(key_id=scope.key_id, model=model) if scope is not None and model else None
-    if ctx is not None and scope is not None and route is not None:
+    if scope is not None and route is not None:
         # DLP: the team's policy rides this hop too (cached per worker, reloaded on change).
         policy = dlp_policy(team_id=scope.team_id)
         ctx.dlp = Inspector(policy.prompt, policy.response, policy.overrides, monitor=scope.is_monitor)
