@@ -16,9 +16,8 @@ one after it (settlement, the audit row, the anomaly rules).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -49,14 +48,14 @@ from .errors import (
     dlp_blocked,
     dlp_response_blocked,
     dlp_unreadable_content,
-    error_body,
-    error_response,
     internal_error,
     limits_unavailable,
     model_not_allowed,
     upstream_failed,
 )
 from .schemas import first_error, validate_chat, validate_embeddings
+from .wire import StreamEncoder, Wire
+from .wire.chat import ChatWire
 
 logger = logging.getLogger("synapse.pipeline")
 
@@ -95,7 +94,7 @@ def _load_scope(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope
             model=route.upstream_model,
             input_price_per_mtok=route.input_price_per_mtok,
             output_price_per_mtok=route.output_price_per_mtok,
-            system_prompt=scope.system_prompt if ctx.endpoint == "chat.completions" else "",
+            system_prompt=scope.system_prompt if ctx.endpoint in CHAT_ENDPOINTS else "",
             now=ctx.received_at,
         )
     return scope, route
@@ -106,7 +105,7 @@ def _prescan(ctx: RequestContext, inspector: Inspector) -> None:
     (RE2 is linear, but ~1 MB/s on the worst inputs) then stalls one request, not the worker.
     The verdict is applied in order, after the scope checks (`_inspect_messages`)."""
     messages, value = ctx.body.get("messages"), ctx.body.get("input")
-    if ctx.endpoint == "chat.completions" and isinstance(messages, list):
+    if ctx.endpoint in CHAT_ENDPOINTS and isinstance(messages, list):
         ctx.prompt_scan = inspector.messages(messages)
     elif ctx.endpoint == "embeddings" and value is not None:
         ctx.prompt_scan = inspector.embeddings_input(value)
@@ -249,26 +248,26 @@ async def _audit(ctx: RequestContext, *, disconnected: bool = False) -> bool:
     return True
 
 
-async def _reject(ctx: RequestContext, exc: GatewayError) -> HttpResponseBase:
+async def _reject(ctx: RequestContext, wire: Wire, exc: GatewayError) -> HttpResponseBase:
     ctx.reject(decision=exc.decision, status=exc.status, code=exc.code, message=exc.message)
     if not await _audit(ctx) and exc.status != 503:
         exc = service_unavailable("write its audit record")
-    return error_response(exc, request_id=ctx.request_id)
+    return wire.error_response(exc, request_id=ctx.request_id)
 
 
-async def _guarded(ctx: RequestContext, handler: Any, *args: Any) -> HttpResponseBase:
+async def _guarded(ctx: RequestContext, wire: Wire, handler: Any, *args: Any) -> HttpResponseBase:
     """Run one endpoint; any refusal or failure becomes an audited OpenAI-shaped error."""
     try:
         response: HttpResponseBase = await handler(ctx, *args)
     except GatewayError as exc:
-        response = await _reject(ctx, exc)
+        response = await _reject(ctx, wire, exc)
     except asyncio.CancelledError:
         # The client went away before the answer was ready: the request still gets its row.
         await _audit(ctx, disconnected=True)
         raise
     except Exception:
         logger.exception("unhandled error in request %s", ctx.request_id)
-        response = await _reject(ctx, internal_error())
+        response = await _reject(ctx, wire, internal_error())
     if ctx.reservation is not None:
         # OpenAI's x-ratelimit-* headers on every answer to a limited key, refusals included.
         for name, value in ctx.reservation.headers().items():
@@ -322,64 +321,105 @@ def _upstream_error(ctx: RequestContext, exc: UpstreamError) -> GatewayError:
 
 # ── endpoints ──────────────────────────────────────────────────────────────────────────
 
+CHAT = ChatWire()
+# The doors that speak chat inside (their bodies are canonical chat once translated).
+CHAT_ENDPOINTS = frozenset({"chat.completions", "responses", "messages"})
+
+
+async def completions(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError, wire: Wire) -> HttpResponseBase:
+    """A chat-shaped request through any door (chat completions, Responses, Messages)."""
+    return await _guarded(ctx, wire, _chat, raw_key, body, wire)
+
 
 async def chat_completions(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
-    return await _guarded(ctx, _chat, raw_key, body)
+    return await completions(ctx, raw_key, body, CHAT)
 
 
 async def embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
-    return await _guarded(ctx, _embeddings, raw_key, body)
+    return await _guarded(ctx, CHAT, _embeddings, raw_key, body)
 
 
 async def list_models(ctx: RequestContext, raw_key: str) -> HttpResponseBase:
-    return await _guarded(ctx, _models, raw_key)
+    return await _guarded(ctx, CHAT, _models, raw_key)
 
 
-async def refuse(ctx: RequestContext, exc: GatewayError) -> HttpResponseBase:
+async def refuse(ctx: RequestContext, exc: GatewayError, wire: Wire = CHAT) -> HttpResponseBase:
     """A request refused before any layer ran (unknown route, oversized body): still audited."""
-    return await _reject(ctx, exc)
+    return await _reject(ctx, wire, exc)
 
 
-def _validated(ctx: RequestContext, body: dict[str, Any] | GatewayError, validator: Any) -> tuple[str, GatewayError | None]:
+Body = dict[str, Any]
+Canonical = Callable[[Body], Body]  # a door's translation into the canonical body
+
+
+def _validated(
+    ctx: RequestContext, body: Body | GatewayError, canonical: Canonical, validator: Any
+) -> tuple[str, GatewayError | None]:
+    """The canonical body and the requested model, or the error to answer with once the key
+    is known (an invalid body from an unknown key is an authentication failure first)."""
     if isinstance(body, GatewayError):
         return "", body
-    ctx.body = body
-    model, error = first_error(validator, body)
+    model = body.get("model")
+    ctx.model_requested = model if isinstance(model, str) else ""
+    try:
+        ctx.body = canonical(body)
+    except GatewayError as exc:
+        return ctx.model_requested, exc
+    model, error = first_error(validator, ctx.body)
     ctx.model_requested = model
     return model, error
 
 
-async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
-    model, error = _validated(ctx, body, validate_chat)
+async def _admit(ctx: RequestContext, raw_key: str, body: Body | GatewayError, canonical: Canonical, validator: Any) -> Route:
+    """Every door's front half: parse, authenticate, scope the model. Returns the route."""
+    model, error = _validated(ctx, body, canonical, validator)
     await _authorise(ctx, raw_key, model)
     if error is not None:
         raise error
-    route = _check_route(ctx, model)
-    assert ctx.key is not None and isinstance(body, dict)
-    ctx.stream = bool(body.get("stream"))
+    return _check_route(ctx, model)
 
-    # DLP before the bound prompt joins: that prompt was approved with the key.
-    messages = bind_system_prompt(ctx.key.system_prompt, _inspect_messages(ctx, body["messages"]))
-    upstream = {**body, "model": route.upstream_model, "messages": messages}
+
+async def _call(ctx: RequestContext, call: Callable[[Dispatcher, Body], Awaitable[Body]], route: Route, upstream: Body) -> Body:
+    """Every door's back half for a whole answer: limits, the upstream call, usage."""
     # Limits were held in _load_scope; enforced here, after the scope and DLP checks.
     _enforce_limits(ctx, upstream)
-
-    backends = _backends(ctx, route)
-    if ctx.stream:
-        client_options = body.get("stream_options") or {}
-        ctx.include_usage = bool(client_options.get("include_usage"))
-        # Usage is always requested upstream: limits and cost need it even if the client doesn't.
-        upstream["stream_options"] = {**client_options, "include_usage": True}
-        ctx.upstream_body = upstream
-        return await _start_stream(ctx, backends.chat_stream(upstream))
-
     ctx.upstream_body = upstream
     try:
-        result = await backends.chat(upstream)
+        result = await call(_backends(ctx, route), upstream)
     except UpstreamError as exc:
         raise _upstream_error(ctx, exc) from exc
     _record_usage(ctx, result.get("usage"))
     result["model"] = ctx.model_requested
+    return result
+
+
+async def _served(ctx: RequestContext, answer: dict[str, Any]) -> HttpResponseBase:
+    """The answer, only once its audit row is durable."""
+    if not await _audit(ctx):
+        raise service_unavailable("write its audit record")
+    return JsonResponse(answer)
+
+
+async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError, wire: Wire) -> HttpResponseBase:
+    route = await _admit(ctx, raw_key, body, wire.to_chat, validate_chat)
+    assert ctx.key is not None and isinstance(body, dict)
+    ctx.stream = bool(ctx.body.get("stream"))
+
+    # DLP before the bound prompt joins: that prompt was approved with the key.
+    messages = bind_system_prompt(ctx.key.system_prompt, _inspect_messages(ctx, ctx.body["messages"]))
+    upstream = {**ctx.body, "model": route.upstream_model, "messages": messages}
+
+    if ctx.stream:
+        _enforce_limits(ctx, upstream)
+        client_options = ctx.body.get("stream_options") or {}
+        ctx.include_usage = bool(client_options.get("include_usage"))
+        # Usage is always requested upstream: limits and cost need it even if the client doesn't.
+        upstream["stream_options"] = {**client_options, "include_usage": True}
+        ctx.upstream_body = upstream
+        encoder = wire.encoder(request=body, model=ctx.model_requested, request_id=ctx.request_id)
+        return await _start_stream(ctx, _backends(ctx, route).chat_stream(upstream), encoder)
+
+    result = await _call(ctx, lambda backends, payload: backends.chat(payload), route, upstream)
     assert ctx.dlp is not None
     verdict = ctx.dlp.completion(result)
     _judge(ctx, verdict, "response", dlp_response_blocked(verdict.blocked))
@@ -387,54 +427,37 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
         message = choice.get("message") or {}
         if isinstance(message.get("content"), str):
             ctx.response_text.append(message["content"])
-    if not await _audit(ctx):
-        raise service_unavailable("write its audit record")
-    return JsonResponse(result)
+    return await _served(ctx, wire.from_chat(result, request=body))
 
 
 async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
-    model, error = _validated(ctx, body, validate_embeddings)
-    await _authorise(ctx, raw_key, model)
-    if error is not None:
-        raise error
-    route = _check_route(ctx, model)
-    assert isinstance(body, dict) and ctx.prompt_scan is not None
-    _unreadable(ctx, ["token ids"] if non_text_input(body["input"]) else [], "input")
+    route = await _admit(ctx, raw_key, body, _as_is, validate_embeddings)
+    assert ctx.prompt_scan is not None
+    _unreadable(ctx, ["token ids"] if non_text_input(ctx.body["input"]) else [], "input")
     value, verdict = ctx.prompt_scan
     _judge(ctx, verdict, "prompt", dlp_blocked(verdict.blocked, param="input"))
-    upstream = {**body, "model": route.upstream_model, "input": value}
-    _enforce_limits(ctx, upstream)
-    ctx.upstream_body = upstream
-    try:
-        result = await _backends(ctx, route).embeddings(upstream)
-    except UpstreamError as exc:
-        raise _upstream_error(ctx, exc) from exc
-    _record_usage(ctx, result.get("usage"))
-    result["model"] = ctx.model_requested
-    if not await _audit(ctx):
-        raise service_unavailable("write its audit record")
-    return JsonResponse(result)
+    upstream = {**ctx.body, "model": route.upstream_model, "input": value}
+    result = await _call(ctx, lambda backends, payload: backends.embeddings(payload), route, upstream)
+    return await _served(ctx, result)
+
+
+def _as_is(body: dict[str, Any]) -> dict[str, Any]:
+    return body
 
 
 async def _models(ctx: RequestContext, raw_key: str) -> HttpResponseBase:
     await _authorise(ctx, raw_key, "")
     assert ctx.key is not None
     names = await run_db(allowed_model_names, key_id=ctx.key.key_id)
-    if not await _audit(ctx):
-        raise service_unavailable("write its audit record")
     created = int(ctx.received_at.timestamp())
     data = [{"id": name, "object": "model", "created": created, "owned_by": "synapse"} for name in names]
-    return JsonResponse({"object": "list", "data": data})
+    return await _served(ctx, {"object": "list", "data": data})
 
 
 # ── streaming ──────────────────────────────────────────────────────────────────────────
 
 
-def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
-
-
-async def _start_stream(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]) -> HttpResponseBase:
+async def _start_stream(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]], encoder: StreamEncoder) -> HttpResponseBase:
     """Wait for the first chunk before answering, so a backend that fails up front gets a real
     HTTP error status instead of a 200 stream that dies."""
     try:
@@ -448,7 +471,7 @@ async def _start_stream(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any
         await chunks.aclose()  # type: ignore[attr-defined]
         raise
     response = StreamingHttpResponse(
-        _relay(ctx, chunks, first),
+        _relay(ctx, chunks, first, encoder),
         content_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": ctx.request_id},
     )
@@ -456,7 +479,7 @@ async def _start_stream(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any
 
 
 async def _relay(
-    ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None
+    ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None, encoder: StreamEncoder
 ) -> AsyncIterator[bytes]:
     failed: GatewayError | None = None
     # Output DLP: each choice's text and each tool call's arguments pass a hold-back window.
@@ -471,23 +494,20 @@ async def _relay(
                 guard.chunk(chunk)
                 if guard.blocked:
                     break
-            choices = chunk.get("choices") or []
-            for choice in choices:
+            for choice in chunk.get("choices") or []:
                 content = (choice.get("delta") or {}).get("content")
                 if isinstance(content, str):
                     ctx.response_text.append(content)
             last = chunk
-            if choices or ctx.include_usage:
-                chunk["model"] = ctx.model_requested
-                if not ctx.include_usage:
-                    chunk.pop("usage", None)
-                yield _sse(chunk)
+            for data in encoder.chunk(chunk):
+                yield data
             chunk = await anext(chunks, None)
         if guard is not None and (tail := guard.finish()) is not None:
             # Text an upstream left open (no finish_reason): released before the end.
             tail.update({"id": last.get("id"), "created": last.get("created"), "model": ctx.model_requested})
             ctx.response_text.extend(c["delta"].get("content") or "" for c in tail["choices"])
-            yield _sse(tail)
+            for data in encoder.chunk(tail):
+                yield data
     except UpstreamError as exc:
         failed = _upstream_error(ctx, exc)
     except (asyncio.CancelledError, GeneratorExit):
@@ -507,8 +527,5 @@ async def _relay(
     audited = await _audit(ctx)
     if failed is None and not audited:
         failed = service_unavailable("write its audit record")
-    if failed is not None:
-        # An error event and no [DONE]: the SDK raises instead of returning a truncated answer.
-        yield _sse(error_body(message=failed.message, type=failed.type, code=failed.code))
-        return
-    yield b"data: [DONE]\n\n"
+    for data in encoder.error(failed) if failed is not None else encoder.finish():
+        yield data
