@@ -32,11 +32,14 @@ class FakeOpenAI(FakeProvider):
         super().__init__()
         self.reply = reply  # fixed answer instead of the echo
         self.pieces = pieces  # fixed stream deltas instead of word-by-word
+        # Tool calls to answer with, as (name, arguments JSON): the reply text (if any) comes first.
+        self.tool_calls: list[tuple[str, str]] = []
 
     def reset(self) -> None:
         super().reset()
         self.reply = None
         self.pieces = None
+        self.tool_calls = []
 
     def answer_for(self, body: dict[str, Any]) -> str:
         if self.reply is not None:
@@ -60,8 +63,17 @@ class FakeOpenAI(FakeProvider):
         completion = len(answer.split())
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
+    def _calls(self) -> list[dict[str, Any]]:
+        return [
+            {"id": f"call_fake{i:04d}", "type": "function", "function": {"name": name, "arguments": arguments}}
+            for i, (name, arguments) in enumerate(self.tool_calls)
+        ]
+
     def _chat(self, body: dict[str, Any]) -> Reply:
         answer = self.answer_for(body)
+        message: dict[str, Any] = {"role": "assistant", "content": answer, "refusal": None}
+        if self.tool_calls:
+            message = {**message, "content": answer or None, "tool_calls": self._calls()}
         return Reply(
             body={
                 "id": "chatcmpl-fake0001",
@@ -72,9 +84,9 @@ class FakeOpenAI(FakeProvider):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": answer, "refusal": None},
+                        "message": message,
                         "logprobs": None,
-                        "finish_reason": "stop",
+                        "finish_reason": "tool_calls" if self.tool_calls else "stop",
                     }
                 ],
                 "usage": self._usage(body, answer),
@@ -83,7 +95,15 @@ class FakeOpenAI(FakeProvider):
 
     def _stream(self, body: dict[str, Any]) -> Reply:
         answer = self.answer_for(body)
-        pieces = self.pieces if self.pieces is not None else [w + " " for w in answer.split(" ")[:-1]] + answer.split(" ")[-1:]
+        if self.tool_calls and self.reply == "":
+            answer = ""
+        pieces = (
+            []
+            if not answer
+            else self.pieces
+            if self.pieces is not None
+            else [w + " " for w in answer.split(" ")[:-1]] + answer.split(" ")[-1:]
+        )
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         base = {
             "id": "chatcmpl-fake0002",
@@ -113,7 +133,27 @@ class FakeOpenAI(FakeProvider):
                     **extra,
                     "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}],
                 }
-            yield {**base, **extra, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}
+            for index, call in enumerate(self._calls()):
+                # OpenAI's shape: the first delta of a call names it, later ones add arguments.
+                arguments = call["function"]["arguments"]
+                head = {
+                    "index": index,
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""},
+                }
+                for delta in (
+                    head,
+                    {"index": index, "function": {"arguments": arguments[: len(arguments) // 2]}},
+                    {"index": index, "function": {"arguments": arguments[len(arguments) // 2 :]}},
+                ):
+                    yield {
+                        **base,
+                        **extra,
+                        "choices": [{"index": 0, "delta": {"tool_calls": [delta]}, "logprobs": None, "finish_reason": None}],
+                    }
+            finish = "tool_calls" if self.tool_calls else "stop"
+            yield {**base, **extra, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]}
             if include_usage:
                 yield {**base, "choices": [], "usage": self._usage(body, answer)}
 
