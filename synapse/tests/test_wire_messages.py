@@ -950,12 +950,23 @@ def test_the_sdk_reads_an_answer(client: anthropic.Anthropic, upstream: Upstream
         ],
         metadata={"user_id": "u-1"},
         stop_sequences=["END"],
+        tools=[WEATHER],
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        output_config={"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}},
+        service_tier="standard_only",
+        speed="standard",
         extra_body={"temperature": 0.2, "top_k": 5},
     )
     assert isinstance(result, Message) and result.content[0].text == "Hello!"  # type: ignore[union-attr]
     assert result._request_id == "req_sdk"
-    assert upstream.seen[0]["messages"][0] == {"role": "system", "content": "Be terse."}
-    assert upstream.seen[0]["user"] == "u-1" and upstream.seen[0]["temperature"] == 0.2
+    seen = upstream.seen[0]
+    assert seen["messages"][0] == {"role": "system", "content": "Be terse."}
+    assert seen["messages"][1]["content"][1] == {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}
+    assert (seen["user"], seen["temperature"], seen["stop"], seen["max_tokens"]) == ("u-1", 0.2, ["END"], 64)
+    assert (seen["tools"], seen["tool_choice"], seen["parallel_tool_calls"]) == ([WEATHER_FUNCTION], "required", False)
+    assert seen["response_format"]["json_schema"]["schema"] == {"type": "object"}
+    assert not {"thinking", "top_k", "service_tier", "speed", "output_config"} & seen.keys()
 
 
 def test_the_sdk_runs_a_tool_loop(client: anthropic.Anthropic, upstream: Upstream) -> None:
