@@ -16,8 +16,12 @@ import httpx2
 import openai
 import pydantic
 import pytest
+import typing_extensions
 from openai.lib.streaming.responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses.response_create_params import ResponseCreateParamsStreaming, ToolChoice
+from openai.types.responses.response_input_param import ResponseInputItemParam
+from openai.types.responses.tool_param import ToolParam
 
 from synapse.errors import GatewayError, rate_limited
 from synapse.schemas import validate_chat
@@ -684,6 +688,42 @@ def test_it_refuses_built_in_tools(kind: str) -> None:
     assert "hosted tools are not allowed through the gateway" in error.message
 
 
+def literal_types(union: Any) -> set[str]:
+    """The `type` values of the SDK's TypedDicts in a union."""
+    found: set[str] = set()
+    for member in typing.get_args(union):
+        if not typing_extensions.is_typeddict(member):
+            continue  # e.g. tool_choice's plain strings
+        kind = typing.get_type_hints(member).get("type")
+        while kind is not None and typing.get_origin(kind) is not typing.Literal:
+            kind = typing.get_args(kind)[0]
+        found |= set(typing.get_args(kind)) if kind is not None else set()
+    return found
+
+
+def test_it_decides_about_every_field_of_the_sdks_request() -> None:
+    assert ResponseCreateParamsStreaming.__required_keys__ | ResponseCreateParamsStreaming.__optional_keys__ == KNOWN_FIELDS
+
+
+def test_it_refuses_every_tool_type_of_the_sdk_but_function() -> None:
+    assert literal_types(ToolParam) - {"function"} <= BUILTIN_TOOLS
+
+
+@pytest.mark.parametrize("kind", sorted(literal_types(ToolChoice) - {"function", "allowed_tools"}))
+def test_it_refuses_every_built_in_tool_choice_of_the_sdk(kind: str) -> None:
+    error = refusal(model="m", input="hi", tools=[TOOL], tool_choice={"type": kind, "name": "lookup", "server_label": "x"})
+    assert (error.param, error.code) == ("tool_choice.type", "unsupported_tool")
+
+
+@pytest.mark.parametrize(
+    "kind", sorted(literal_types(ResponseInputItemParam) - {"message", "function_call", "function_call_output", "reasoning"})
+)
+def test_it_refuses_every_other_input_item_type_of_the_sdk(kind: str) -> None:
+    error = refusal(model="m", input=[user(), {"type": kind, "id": "x", "call_id": "c"}])
+    expected = ("input[1].id", "stateless_gateway") if kind == "item_reference" else ("input[1].type", "unsupported_input_item")
+    assert (error.param, error.code) == expected
+
+
 def test_it_tells_a_stateful_client_to_send_the_full_input() -> None:
     error = refusal(model="m", input="hi", previous_response_id="resp_1")
     assert "keeps no conversation state" in error.message and "full conversation" in error.message
@@ -780,6 +820,49 @@ def test_no_json_value_gets_anything_but_a_400_or_a_valid_chat_body() -> None:
         # An accepted request is echoed in a valid Response too.
         Response.model_validate(WIRE.from_chat(completion(), request=body))
     assert accepted > 200 and refused > 200  # both sides of the border were explored
+
+
+CHAT_KEYS = [
+    "choices", "message", "delta", "content", "refusal", "tool_calls", "function", "name", "arguments", "id", "index",
+    "finish_reason", "usage", "prompt_tokens", "completion_tokens", "total_tokens", "service_tier", "created",
+]  # fmt: skip
+
+
+def shake(rng: random.Random, value: Any) -> None:
+    """Put a random JSON value at one random place inside `value` (a canonical answer or chunk)."""
+    places: list[tuple[Any, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            places.append((node, rng.choice([*node, *CHAT_KEYS])))
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            places.extend((node, index) for index in range(len(node)))
+            for child in node:
+                walk(child)
+
+    walk(value)
+    target, key = rng.choice(places)
+    target[key] = junk(rng)
+
+
+def test_no_canonical_answer_or_chunk_breaks_the_response_shape() -> None:
+    """Adapters are trusted, but a malformed answer must still become a valid Response, not a 500."""
+    rng = random.Random(7)
+    calls = [call("call_1", "lookup", "{}")]
+    for _ in range(150):
+        answer = completion("Hi", tool_calls=calls, refusal_text="No.")
+        shake(rng, answer)
+        Response.model_validate(WIRE.from_chat(answer, request={"model": "m", "input": "hi"}))
+        chunks = [
+            delta({"role": "assistant", "content": "Hi"}),
+            delta({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "lookup", "arguments": "{}"}}]}),
+            delta({"refusal": "No."}, "stop"),
+            usage_chunk(),
+        ]
+        shake(rng, rng.choice(chunks))
+        accumulate(parse(encode(chunks)))
 
 
 # ── answers ────────────────────────────────────────────────────────────────────────────

@@ -120,7 +120,8 @@ def _output(message: dict[str, Any], item_status: str) -> list[dict[str, Any]]:
         parts.append({"type": "refusal", "refusal": refusal})
     if parts:
         output.append({"type": "message", "id": new_id("msg"), "role": "assistant", "status": item_status, "content": parts})
-    for call in message.get("tool_calls") or []:
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
             continue
@@ -145,8 +146,8 @@ class ResponsesWire(Wire):
         return read_request(body)[0]
 
     def from_chat(self, completion: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
-        choices = completion.get("choices") or []
-        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+        choices = completion.get("choices")
+        choice = _object(choices[0]) if isinstance(choices, list) and choices else {}
         message = _object(choice.get("message"))
         finish_reason = choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None
         item_status = "incomplete" if finish_reason in INCOMPLETE else "completed"
@@ -370,7 +371,8 @@ class ResponsesStream(StreamEncoder):
             self._usage = chunk["usage"]
         if chunk.get("service_tier") is not None:
             self._service_tier = chunk["service_tier"]
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
             # One answer per Response: the canonical request never asks for more than one choice.
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
