@@ -36,7 +36,7 @@ EVENT_CLASSES: dict[str, type] = {
     for cls in typing.get_args(typing.get_args(ResponseStreamEvent)[0])
 }
 CHAT_FIELDS = {
-    "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens", "temperature", "top_p",
+    "model", "messages", "tools", "tool_choice", "parallel_tool_calls", "max_tokens", "temperature", "top_p",
     "user", "service_tier", "stream", "response_format", "verbosity", "reasoning_effort",
 }  # fmt: skip
 
@@ -384,7 +384,7 @@ def test_it_translates_sampling_limits_and_identity() -> None:
     assert chat == {
         "model": "m",
         "messages": [user()],
-        "max_completion_tokens": 300,
+        "max_tokens": 300,
         "temperature": 0.2,
         "top_p": 0.9,
         "user": "user-hash",
@@ -457,7 +457,29 @@ def test_it_reads_what_the_official_sdk_sends() -> None:
     chat = to_chat(**seen[0])
     assert [m["role"] for m in chat["messages"]] == ["system", "user", "assistant", "tool"]
     assert chat["tool_choice"] == {"type": "function", "function": {"name": "lookup"}}
-    assert chat["max_completion_tokens"] == 64
+    assert chat["max_tokens"] == 64
+
+
+def test_an_answers_output_items_are_the_next_requests_input() -> None:
+    # The agent loop of the SDK's docs: `input += response.output`, then the tool results.
+    seen: list[dict[str, Any]] = []
+    answer = completion("Checking.", tool_calls=[call("call_1", "lookup", '{"id": 7}')], finish_reason="tool_calls")
+    client = sdk(lambda body: httpx2.Response(200, json=WIRE.from_chat(answer, request=body)), seen)
+    first = client.responses.create(model="m", input="Look up 7", tools=[TOOL])
+    client.responses.create(
+        model="m",
+        tools=[TOOL],
+        input=[
+            {"role": "user", "content": "Look up 7"},
+            *first.output,
+            {"type": "function_call_output", "call_id": "call_1", "output": "open"},
+        ],
+    )
+    assert to_chat(**seen[1])["messages"] == [
+        {"role": "user", "content": "Look up 7"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [call("call_1", "lookup", '{"id": 7}')]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "open"},
+    ]
 
 
 # ── request: refusals ──────────────────────────────────────────────────────────────────

@@ -556,9 +556,9 @@ def read_request(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
     max_output_tokens = _integer(body.get("max_output_tokens"), "max_output_tokens", 1)
     if max_output_tokens is not None:
-        # max_completion_tokens, not the deprecated max_tokens: both count reasoning tokens,
-        # as max_output_tokens does, and OpenAI's reasoning models refuse max_tokens.
-        chat["max_completion_tokens"] = max_output_tokens
+        # max_tokens, which every backend kind honours; Ollama, for one, silently ignores the
+        # newer max_completion_tokens, which would let an answer outrun the key's ceiling.
+        chat["max_tokens"] = max_output_tokens
     temperature = _number(body.get("temperature"), "temperature", 2)
     if temperature is not None:
         chat["temperature"] = temperature
