@@ -460,6 +460,11 @@ def _metadata(value: Any) -> dict[str, str]:
     return metadata
 
 
+# Log probabilities carry the model's raw tokens beside the text, where output DLP, which
+# redacts the text, cannot reach them.
+_LOGPROBS = "log probabilities would carry the model's raw tokens past output DLP"
+
+
 def _include(value: Any) -> None:
     if value is None:
         return
@@ -470,11 +475,6 @@ def _include(value: Any) -> None:
             raise _unsupported(f"include[{index}]", _LOGPROBS)
         if not isinstance(entry, str) or entry not in HARMLESS_INCLUDES:
             raise _invalid(f"'include[{index}]' is not a known include value.", f"include[{index}]")
-
-
-# Log probabilities carry the model's raw tokens beside the text, where output DLP, which
-# redacts the text, cannot reach them.
-_LOGPROBS = "log probabilities would carry the model's raw tokens past output DLP"
 
 
 def _refuse_stateful(body: dict[str, Any]) -> None:
