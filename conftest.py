@@ -178,6 +178,12 @@ class Gateway:
 
         return OpenAI(base_url=self.v1, api_key=key, max_retries=0, **kwargs)
 
+    def anthropic(self, key: str, **kwargs):  # type: ignore[no-untyped-def]
+        """The official Anthropic SDK, pointed at the gateway root as its docs say (it adds /v1)."""
+        from anthropic import Anthropic
+
+        return Anthropic(base_url=self.base_url, api_key=key, max_retries=0, **kwargs)
+
 
 def start_gateway(*, database_url: str, workers: int = 2, extra_env: dict[str, str] | None = None) -> Gateway:
     port = free_port()

@@ -37,6 +37,7 @@ from routing.services import backend_health_settle
 from teams.limits import limits_reserve, limits_settle
 from teams.scope import bind_system_prompt
 from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate
+from teams.tokens import count_chat
 
 from .context import Attempt, DlpFinding, RequestContext
 from .db import run_db
@@ -56,6 +57,8 @@ from .errors import (
 from .schemas import first_error, validate_chat, validate_embeddings
 from .wire import StreamEncoder, Wire
 from .wire.chat import ChatWire
+from .wire.messages import MessagesWire, count_tokens_response
+from .wire.messages_request import to_chat_for_count
 
 logger = logging.getLogger("synapse.pipeline")
 
@@ -80,7 +83,7 @@ def service_unavailable(what: str) -> GatewayError:
 def _load_scope(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope | None, Route | None]:
     scope = api_key_authenticate(raw_key) if raw_key else None
     route = route_for_key(key_id=scope.key_id, model=model) if scope is not None and model else None
-    if scope is not None and route is not None:
+    if scope is not None and route is not None and ctx.endpoint in GOVERNED_ENDPOINTS:
         # DLP: the team's policy rides this hop too (cached per worker, reloaded on change).
         policy = dlp_policy(team_id=scope.team_id)
         ctx.dlp = Inspector(policy.prompt, policy.response, policy.overrides, monitor=scope.is_monitor)
@@ -324,6 +327,8 @@ def _upstream_error(ctx: RequestContext, exc: UpstreamError) -> GatewayError:
 CHAT = ChatWire()
 # The doors that speak chat inside (their bodies are canonical chat once translated).
 CHAT_ENDPOINTS = frozenset({"chat.completions", "responses", "messages"})
+# The ones whose content reaches a backend: scanned by DLP and counted by the limits.
+GOVERNED_ENDPOINTS = CHAT_ENDPOINTS | {"embeddings"}
 
 
 async def completions(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError, wire: Wire) -> HttpResponseBase:
@@ -337,6 +342,13 @@ async def chat_completions(ctx: RequestContext, raw_key: str, body: dict[str, An
 
 async def embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
     return await _guarded(ctx, CHAT, _embeddings, raw_key, body)
+
+
+async def count_tokens(
+    ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError, wire: MessagesWire
+) -> HttpResponseBase:
+    """What a request would cost in input tokens, as the model would see it (bound prompt included)."""
+    return await _guarded(ctx, wire, _count_tokens, raw_key, body, wire)
 
 
 async def list_models(ctx: RequestContext, raw_key: str) -> HttpResponseBase:
@@ -439,6 +451,18 @@ async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | 
     upstream = {**ctx.body, "model": route.upstream_model, "input": value}
     result = await _call(ctx, lambda backends, payload: backends.embeddings(payload), route, upstream)
     return await _served(ctx, result)
+
+
+async def _count_tokens(
+    ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError, wire: MessagesWire
+) -> HttpResponseBase:
+    # No upstream call and no tokens spent: no limits held, no DLP (nothing leaves the gateway).
+    route = await _admit(ctx, raw_key, body, to_chat_for_count, validate_chat)
+    assert ctx.key is not None
+    messages = bind_system_prompt(ctx.key.system_prompt, ctx.body["messages"])
+    counted = count_chat(messages, model=route.upstream_model, tools=ctx.body.get("tools"))
+    ctx.prompt_tokens = counted.tokens
+    return await _served(ctx, count_tokens_response(counted.tokens))
 
 
 def _as_is(body: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,9 @@ urlpatterns = [
     path("v1/chat/completions", views.ChatCompletionsView.as_view()),
     path("v1/embeddings", views.EmbeddingsView.as_view()),
     path("v1/models", views.ModelsView.as_view()),
+    path("v1/responses", views.ResponsesView.as_view()),
+    path("v1/messages", views.MessagesView.as_view()),
+    path("v1/messages/count_tokens", views.CountTokensView.as_view()),
     re_path(r"^v1(?:/(?P<rest>.*))?$", views.v1_not_found),
     path("admin/", admin.site.urls),
     # The admin's own CSS/JS. A handful of approvers use the console, so Django serving these

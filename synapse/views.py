@@ -14,6 +14,12 @@ from . import pipeline
 from .context import RequestContext
 from .errors import GatewayError, method_not_allowed, not_found, payload_too_large
 from .schemas import parse_json
+from .wire import Wire
+from .wire.chat import ChatWire
+from .wire.messages import MessagesWire
+from .wire.responses import ResponsesWire
+
+CHAT, RESPONSES, MESSAGES = ChatWire(), ResponsesWire(), MessagesWire()
 
 
 def _context(request: HttpRequest, endpoint: str) -> RequestContext:
@@ -73,6 +79,7 @@ class _V1View(APIView):
     permission_classes: list[Any] = []
     throttle_classes: list[Any] = []
     endpoint = "unknown"
+    wire: Wire = CHAT  # the door's error shape, for refusals made before the pipeline
 
     async def async_dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         """adrf's dispatch runs DRF's sync `initial()` (negotiation, auth, throttles) in a thread
@@ -90,16 +97,45 @@ class _V1View(APIView):
     async def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
         django_request = request._request
         ctx = _context(django_request, self.endpoint)
-        return await pipeline.refuse(ctx, method_not_allowed(django_request.method or "", django_request.path))
+        refusal = method_not_allowed(django_request.method or "", django_request.path)
+        return _tagged(await pipeline.refuse(ctx, refusal, self.wire), ctx)
 
 
-class ChatCompletionsView(_V1View):
-    endpoint = "chat.completions"
+class _CompletionsView(_V1View):
+    """A chat-shaped door: the pipeline is the same, the wire translates at the edge."""
 
     async def post(self, request: Request) -> HttpResponseBase:
         django_request = request._request
-        ctx = _context(django_request, "chat.completions")
-        return await pipeline.chat_completions(ctx, _api_key(django_request), _read_body(django_request))
+        ctx = _context(django_request, self.endpoint)
+        return _tagged(await pipeline.completions(ctx, _api_key(django_request), _read_body(django_request), self.wire), ctx)
+
+
+def _tagged(response: HttpResponseBase, ctx: RequestContext) -> HttpResponseBase:
+    # Anthropic's SDK reads its request id from `request-id`; OpenAI's from `x-request-id`.
+    if ctx.endpoint.startswith("messages"):
+        response["request-id"] = ctx.request_id
+    return response
+
+
+class ChatCompletionsView(_CompletionsView):
+    endpoint = ChatWire.endpoint
+
+
+class ResponsesView(_CompletionsView):
+    endpoint, wire = ResponsesWire.endpoint, RESPONSES
+
+
+class MessagesView(_CompletionsView):
+    endpoint, wire = MessagesWire.endpoint, MESSAGES
+
+
+class CountTokensView(_V1View):
+    endpoint, wire = "messages.count_tokens", MESSAGES
+
+    async def post(self, request: Request) -> HttpResponseBase:
+        django_request = request._request
+        ctx = _context(django_request, self.endpoint)
+        return _tagged(await pipeline.count_tokens(ctx, _api_key(django_request), _read_body(django_request), MESSAGES), ctx)
 
 
 class EmbeddingsView(_V1View):

@@ -1,0 +1,169 @@
+"""The three chat doors side by side: /v1/chat/completions, /v1/responses, /v1/messages.
+
+Same run, same fake upstream (chat completions, as vLLM speaks it), same key: what each door's
+translation adds on top of the governed pipeline — added latency over the upstream answering
+directly, and time to first token / whole stream. Nothing asserts: these are measurements.
+Run: `.venv/bin/python bench/doors_bench.py` (PostgreSQL at 127.0.0.1:5432).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.gateway_bench import BIN, describe, free_port, wait_http, worker_rss_mb  # noqa: E402
+
+ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+DB_NAME = "synapse_bench_doors"
+DATABASE_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
+PROMPT = "Summarise the quarterly report in one line."
+
+# door: (path, body, "is this SSE line the first content?")
+DOORS: dict[str, tuple[str, dict[str, Any], Callable[[str], bool]]] = {
+    "chat.completions": (
+        "/v1/chat/completions",
+        {"model": "bench-model", "messages": [{"role": "user", "content": PROMPT}]},
+        lambda line: line.startswith("data: {") and '"content":"' in line and '"content":""' not in line,
+    ),
+    "responses": (
+        "/v1/responses",
+        {"model": "bench-model", "input": PROMPT},
+        lambda line: line.startswith("data: {") and '"type":"response.output_text.delta"' in line,
+    ),
+    "messages": (
+        "/v1/messages",
+        {"model": "bench-model", "max_tokens": 256, "messages": [{"role": "user", "content": PROMPT}]},
+        lambda line: line.startswith("data: {") and '"type":"text_delta"' in line,
+    ),
+}
+
+
+async def sequential(url: str, body: dict[str, Any], headers: dict[str, str], n: int) -> list[float]:
+    timings = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(20):
+            await client.post(url, json=body, headers=headers)
+        for _ in range(n):
+            start = time.perf_counter()
+            response = await client.post(url, json=body, headers=headers)
+            timings.append((time.perf_counter() - start) * 1000)
+            assert response.status_code == 200, response.text
+    return timings
+
+
+async def streams(
+    url: str, body: dict[str, Any], headers: dict[str, str], first_content: Callable[[str], bool], n: int
+) -> tuple[list[float], list[float]]:
+    first, whole = [], []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(n):
+            start = time.perf_counter()
+            seen = False
+            async with client.stream("POST", url, json={**body, "stream": True}, headers=headers) as response:
+                assert response.status_code == 200
+                async for line in response.aiter_lines():
+                    if not seen and first_content(line.replace(" ", "")):
+                        first.append((time.perf_counter() - start) * 1000)
+                        seen = True
+            assert seen, f"no content event from {url}"
+            whole.append((time.perf_counter() - start) * 1000)
+    return first, whole
+
+
+def main() -> None:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    env = {
+        **os.environ,
+        "DATABASE_URL": DATABASE_URL,
+        "SYNAPSE_SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnop",
+        "SYNAPSE_LOG_LEVEL": "ERROR",
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        up_port, gw_port = free_port(), free_port()
+        processes.append(
+            subprocess.Popen(
+                [str(BIN / "uvicorn"), "bench.fast_upstream:app", "--port", str(up_port), "--log-level", "error"], cwd=ROOT
+            )
+        )
+        manage = [str(BIN / "python"), "manage.py"]
+        subprocess.run([*manage, "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+        routing = ROOT / ".synapse" / "bench-doors-routing.yaml"
+        routing.parent.mkdir(exist_ok=True)
+        routing.write_text(
+            json.dumps(
+                {
+                    "backends": [
+                        {"name": "bench", "kind": "vllm", "base_url": f"http://127.0.0.1:{up_port}/v1", "location": "on_prem"}
+                    ],
+                    "models": [{"name": "bench-model", "backend": "bench"}],
+                }
+            )
+        )
+        subprocess.run([*manage, "import_routing", str(routing)], cwd=ROOT, env=env, check=True, capture_output=True)
+        issued = subprocess.run(
+            [*manage, "issue_key", "--team", "bench", "--create-team", "--name", "bench", "--models", "bench-model",
+             "--classification", "sensitive", "--system-prompt", "You are a benchmark.", "--json"],
+            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        key = json.loads(issued.stdout)["key"]
+        processes.append(
+            subprocess.Popen(
+                [str(BIN / "gunicorn"), "synapse.asgi:application", "-c", "synapse/gunicorn_conf.py"],
+                cwd=ROOT,
+                env={**env, "SYNAPSE_PORT": str(gw_port), "SYNAPSE_BIND": "127.0.0.1", "SYNAPSE_WORKERS": "2"},
+            )
+        )
+        wait_http(f"http://127.0.0.1:{up_port}/v1/chat/completions", {200, 405})
+        wait_http(f"http://127.0.0.1:{gw_port}/v1/models", {401})
+
+        auth = {"authorization": f"Bearer {key}"}
+        n = int(os.environ.get("BENCH_REQUESTS", "300"))
+        count = int(os.environ.get("BENCH_STREAMS", "60"))
+        direct_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
+        _, chat_body, chat_first = DOORS["chat.completions"]
+        direct = statistics.median(asyncio.run(sequential(direct_url, chat_body, {}, n)))
+        d_first, _ = asyncio.run(streams(direct_url, chat_body, {}, chat_first, count))
+        print(f"== the three doors ({n} sequential requests, {count} sequential streams each; PostgreSQL, 2 workers)")
+        print(f"{'direct to upstream (chat)':<34} p50 {direct:6.2f} ms")
+        print(describe("stream TTFT, direct", d_first))
+        base: dict[str, float] = {}
+        for door, (path, body, first_content) in DOORS.items():
+            url = f"http://127.0.0.1:{gw_port}{path}"
+            timings = asyncio.run(sequential(url, body, auth, n))
+            first, whole = asyncio.run(streams(url, body, auth, first_content, count))
+            added = statistics.median(timings) - direct
+            base.setdefault("added", added)
+            base.setdefault("ttft", statistics.median(first))
+            print(f"-- {door}")
+            print(describe("  whole answer", timings))
+            print(f"{'  added over direct (p50)':<34} {added:6.2f} ms   ({added / base['added']:.2f}x chat's)")
+            print(describe("  stream TTFT", first) + f"   ({statistics.median(first) / base['ttft']:.2f}x chat's)")
+            print(describe("  whole stream", whole))
+        print(f"{'worker memory after the runs':<34} " + ", ".join(f"{mb:.0f} MB" for mb in worker_rss_mb(processes[-1].pid)))
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=10)
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
+
+if __name__ == "__main__":
+    main()
