@@ -29,8 +29,7 @@ console_application = get_asgi_application()  # also runs django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 
-from audit.alerts.background import with_background_tasks  # noqa: E402
-
+from .lifespan import with_background_tasks  # noqa: E402
 from .middleware import request_id_middleware  # noqa: E402
 
 

@@ -6,7 +6,7 @@
     4 routing/  call the backend(s): retries, classification-safe fallbacks, circuit breaker
     5 dlp/      scan the answer, streams through a hold-back window
     6 audit/    record the finished context, durably, before the client gets the answer;
-                then the anomaly rules (audit/alerts)
+                then the anomaly rules (alerts/)
 
 Layers never import this module. Database work is grouped so a request makes two thread
 hops: one before the upstream call (key, route, DLP policy and prompt scan, limit holds) and
@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from audit.alerts.services import alerts_observe_request
+from alerts.services import alerts_observe_request
 from audit.services import audit_record_request
 from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
 from dlp.selectors import dlp_policy

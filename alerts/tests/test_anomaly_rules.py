@@ -17,9 +17,9 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 from django.utils import timezone
 
-from audit.alerts import services
-from audit.alerts.models import Alert, AlertKind, AnomalyRule
-from audit.alerts.services import alerts_observe_request
+from alerts import services
+from alerts.models import Alert, AlertKind, AnomalyRule
+from alerts.services import alerts_observe_request
 from dlp.services import pack_apply
 from teams.limits import SpendLevel, budget_scopes, limits_reserve, limits_settle
 from teams.models import Team

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from audit.alerts import services
-from audit.alerts.models import AlertKind, AnomalyRule
-from audit.alerts.services import alerts_observe_request, anomaly_rule_update
+from alerts import services
+from alerts.models import AlertKind, AnomalyRule
+from alerts.services import alerts_observe_request, anomaly_rule_update
 from audit.services import audit_record_request
 from synapse.context import RequestContext
 from teams.limits import SpendLevel

@@ -22,9 +22,9 @@ from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
-from audit.alerts.models import Alert, AlertKind, DeliveryStatus, WebhookDelivery
-from audit.alerts.services import alert_fire, webhook_endpoint_create, webhook_endpoint_update
-from audit.alerts.webhooks import webhook_deliveries_drain, webhook_verify
+from alerts.models import Alert, AlertKind, DeliveryStatus, WebhookDelivery
+from alerts.services import alert_fire, webhook_endpoint_create, webhook_endpoint_update
+from alerts.webhooks import webhook_deliveries_drain, webhook_verify
 from conftest import ROOT, Gateway, database_url_for_tests
 
 from .conftest import tune
@@ -180,7 +180,7 @@ def test_an_alert_whose_process_dies_before_delivery_is_delivered_by_a_fresh_pro
     # A gateway worker raises an alert and is killed before any drain of its own could send it.
     crashed = _python(
         "import os, signal, django; django.setup()\n"
-        "from audit.alerts.services import alert_fire\n"
+        "from alerts.services import alert_fire\n"
         "alert = alert_fire(kind='auth_failures', title='10 failed authentications', subject='203.0.113.7')\n"
         "print(alert.pk, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n",
