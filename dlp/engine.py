@@ -29,6 +29,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import NamedTuple
 
 import re2
@@ -40,20 +41,25 @@ from .prefix import prefix_expression
 logger = logging.getLogger(__name__)
 
 
-class Action:
+class Action(StrEnum):
+    """What a pattern does to a match: the one definition (the models' choices label these)."""
+
     BLOCK = "block"
     REDACT = "redact"
     ALERT = "alert"
     OFF = "off"  # only as a per-team override: the team does not apply the pattern
 
-    CHOICES = (BLOCK, REDACT, ALERT)
-    RANK = {ALERT: 1, REDACT: 2, BLOCK: 3}
 
+class Direction(StrEnum):
+    """Which text a pattern scans; a finding's direction is PROMPT or RESPONSE."""
 
-class Direction:
     PROMPT = "prompt"
     RESPONSE = "response"
     BOTH = "both"
+
+
+PATTERN_ACTIONS = (Action.BLOCK, Action.REDACT, Action.ALERT)  # OFF is an override, never a pattern's own
+_RANK = {Action.ALERT: 1, Action.REDACT: 2, Action.BLOCK: 3}
 
 
 # Memory budget of the automaton behind each RE2 set. When it fills, RE2 flushes and rebuilds
@@ -142,8 +148,8 @@ class Finding:
 
 
 def strongest(actions: Iterable[str]) -> str | None:
-    ranked = [a for a in actions if a in Action.RANK]
-    return max(ranked, key=Action.RANK.__getitem__) if ranked else None
+    ranked = [a for a in actions if a in _RANK]
+    return max(ranked, key=_RANK.__getitem__) if ranked else None
 
 
 def redaction_token(category: str) -> str:

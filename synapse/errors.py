@@ -10,22 +10,7 @@ from typing import Any
 
 from django.http import JsonResponse
 
-
-class Decision:
-    """What the gateway decided about a request; recorded verbatim in the audit row."""
-
-    ALLOWED = "allowed"
-    BLOCKED_AUTH = "blocked_auth"
-    BLOCKED_SCOPE = "blocked_scope"
-    BLOCKED_DLP = "blocked_dlp"
-    BLOCKED_LIMIT = "blocked_limit"
-    BLOCKED_BUDGET = "blocked_budget"
-    INVALID_REQUEST = "invalid_request"
-    UPSTREAM_ERROR = "upstream_error"
-    UPSTREAM_TIMEOUT = "upstream_timeout"
-    CLIENT_DISCONNECTED = "client_disconnected"
-    AUDIT_FAILURE = "audit_failure"
-    INTERNAL_ERROR = "internal_error"
+from audit.models import Decision
 
 
 class GatewayError(Exception):
@@ -38,7 +23,7 @@ class GatewayError(Exception):
         message: str,
         type: str,
         code: str | None,
-        decision: str,
+        decision: Decision,
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:

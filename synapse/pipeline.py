@@ -28,6 +28,7 @@ from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from alerts.services import alerts_observe_request
 from audit.services import audit_record_request
+from dlp.engine import Action, Direction
 from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
 from dlp.selectors import dlp_policy
 from routing.adapters import UpstreamError
@@ -39,6 +40,7 @@ from teams.limits import limits_reserve, limits_settle
 from teams.scope import bind_system_prompt
 from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate
 
+from .audit_record import request_record
 from .context import Attempt, DlpFinding, RequestContext
 from .db import run_db
 from .errors import (
@@ -151,10 +153,10 @@ def _check_route(ctx: RequestContext, model: str) -> Route:
 # ── stages 2 and 5: DLP ─────────────────────────────────────────────────────────────────
 
 
-def _judge(ctx: RequestContext, verdict: Verdict, direction: str, refusal: GatewayError) -> None:
+def _judge(ctx: RequestContext, verdict: Verdict, direction: Direction, refusal: GatewayError) -> None:
     """Record what DLP found; refuse if it blocks (monitor mode records the refusal instead)."""
     ctx.dlp_findings.extend(
-        DlpFinding(direction=direction, category=f.category, pattern=f.pattern, action=f.action, count=f.count)
+        DlpFinding(direction=direction, category=f.category, pattern=f.pattern, action=Action(f.action), count=f.count)
         for f in verdict.findings
     )
     if verdict.blocked:
@@ -171,7 +173,7 @@ def _inspect_messages(ctx: RequestContext, messages: list[dict[str, Any]]) -> li
     assert ctx.prompt_scan is not None
     _unreadable(ctx, non_text_parts(messages), "messages")
     messages, verdict = ctx.prompt_scan
-    _judge(ctx, verdict, "prompt", dlp_blocked(verdict.blocked))
+    _judge(ctx, verdict, Direction.PROMPT, dlp_blocked(verdict.blocked))
     return messages
 
 
@@ -181,7 +183,7 @@ def _stream_verdict(ctx: RequestContext, guard: StreamFilter | None) -> GatewayE
         return None
     try:
         verdict = guard.verdict()
-        _judge(ctx, verdict, "response", dlp_response_blocked(verdict.blocked))
+        _judge(ctx, verdict, Direction.RESPONSE, dlp_response_blocked(verdict.blocked))
     except GatewayError as exc:
         return exc
     return None
@@ -206,7 +208,7 @@ def _record(ctx: RequestContext, disconnected: bool = False) -> None:
     # Circuit breaker: what this request's tries taught about its backends (usually nothing).
     if events := [(a.backend, a.health, a.outcome) for a in ctx.attempts if a.health]:
         backend_health_settle(events=events)
-    audit_record_request(ctx)
+    audit_record_request(record=request_record(ctx))
     ctx.audited = True
     try:
         # After the row: the anomaly rules count audit rows, this one included.
@@ -382,7 +384,7 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
     result["model"] = ctx.model_requested
     assert ctx.dlp is not None
     verdict = ctx.dlp.completion(result)
-    _judge(ctx, verdict, "response", dlp_response_blocked(verdict.blocked))
+    _judge(ctx, verdict, Direction.RESPONSE, dlp_response_blocked(verdict.blocked))
     for choice in result.get("choices") or []:
         message = choice.get("message") or {}
         if isinstance(message.get("content"), str):
@@ -401,7 +403,7 @@ async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | 
     assert isinstance(body, dict) and ctx.prompt_scan is not None
     _unreadable(ctx, ["token ids"] if non_text_input(body["input"]) else [], "input")
     value, verdict = ctx.prompt_scan
-    _judge(ctx, verdict, "prompt", dlp_blocked(verdict.blocked, param="input"))
+    _judge(ctx, verdict, Direction.PROMPT, dlp_blocked(verdict.blocked, param="input"))
     upstream = {**body, "model": route.upstream_model, "input": value}
     _enforce_limits(ctx, upstream)
     ctx.upstream_body = upstream

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, EventType
 
 NANO = Decimal(1_000_000_000)
 
@@ -53,6 +53,6 @@ class BudgetScope:
 
 def spent_in_period(*, kind: str, object_id: int, start: datetime, end: datetime) -> Decimal:
     """Recorded spend (audit rows) of a team or key in [start, end)."""
-    rows = AuditEvent.objects.filter(event_type="request", occurred_at__gte=start, occurred_at__lt=end)
+    rows = AuditEvent.objects.filter(event_type=EventType.REQUEST, occurred_at__gte=start, occurred_at__lt=end)
     rows = rows.filter(team_id=object_id) if kind == "team" else rows.filter(key_id=object_id)
     return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)

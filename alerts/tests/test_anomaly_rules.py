@@ -20,6 +20,7 @@ from django.utils import timezone
 from alerts import services
 from alerts.models import Alert, AlertKind, AnomalyRule
 from alerts.services import alerts_observe_request
+from audit.models import Decision
 from dlp.services import pack_apply
 from teams.limits import SpendLevel, budget_scopes, limits_reserve, limits_settle
 from teams.models import Team
@@ -166,7 +167,8 @@ def test_each_budget_threshold_is_one_alert_per_period(team: Team, routing: None
     # database holds one row per budget, period and threshold.
     services._thresholds_seen.clear()
     [budget] = budget_scopes(scope, now=now)
-    assert alerts_observe_request(key=scope, decision="allowed", client_ip="", at=now, spend=[SpendLevel(budget, 10**9)]) == []
+    levels = [SpendLevel(budget, 10**9)]
+    assert alerts_observe_request(key=scope, decision=Decision.ALLOWED, client_ip="", at=now, spend=levels) == []
     assert sorted(a.detail["percent"] for a in alerts(AlertKind.BUDGET_THRESHOLD)) == [50, 80, 100]
     # The next period starts from nothing: its 50 % is a new alert.
     next_period = budget.end + timedelta(days=1)

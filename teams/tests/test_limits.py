@@ -13,6 +13,7 @@ from django.core.cache import caches
 from django.utils import timezone
 
 from audit.services import audit_record_request
+from synapse.audit_record import request_record
 from synapse.context import RequestContext
 from teams.budgets import to_nano
 from teams.limits import limits_reserve, limits_settle
@@ -117,7 +118,7 @@ def test_the_spend_counter_is_seeded_from_the_audit_log(team: Team, routing: Non
         client_ip="127.0.0.1", user_agent="t", received_at=timezone.now(), key=scope,
     )  # fmt: skip
     ctx.cost = Decimal("0.99")
-    audit_record_request(ctx)
+    audit_record_request(record=request_record(ctx))
     reservation = _reserve(scope, _chat(max_tokens=1000))
     assert [b.kind for b in reservation.breaches] == ["team_budget"]  # 0.99 recorded + ~0.03 worst case > 1.00
     counter = f"spend:team:{team.pk}:{_period_start(scope):%Y%m%d}"
