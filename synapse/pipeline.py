@@ -54,8 +54,10 @@ from .errors import (
     error_body,
     error_response,
     internal_error,
+    limit_exceeded,
     limits_unavailable,
     model_not_allowed,
+    service_unavailable,
     upstream_failed,
 )
 from .schemas import first_error, validate_chat, validate_embeddings
@@ -63,18 +65,6 @@ from .schemas import first_error, validate_chat, validate_embeddings
 logger = logging.getLogger("synapse.pipeline")
 
 _MILLION = Decimal(1_000_000)
-
-
-def service_unavailable(what: str) -> GatewayError:
-    # Fail closed (NIST SP 800-53 AU-5): a request that cannot be audited is not served.
-    return GatewayError(
-        status=503,
-        message=f"The gateway cannot {what} right now, so the request was not served. Retry later.",
-        type="api_error",
-        code="service_unavailable",
-        decision=Decision.AUDIT_FAILURE,
-        headers={"retry-after": "1"},
-    )
 
 
 # ── stage 1: key + route (one thread hop) ──────────────────────────────────────────────
@@ -122,7 +112,7 @@ def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
     if reservation.unavailable:
         ctx.enforce(limits_unavailable())
     for breach in reservation.breaches:
-        ctx.enforce(breach.error())
+        ctx.enforce(limit_exceeded(breach))
     if reservation.clamp is not None:
         parameter, value = reservation.clamp
         upstream[parameter] = value

@@ -15,6 +15,7 @@ from django.utils import timezone
 from audit.services import audit_record_request
 from synapse.audit_record import request_record
 from synapse.context import RequestContext
+from synapse.errors import limit_exceeded
 from teams.budgets import to_nano
 from teams.limits import limits_reserve, limits_settle
 from teams.models import Team
@@ -76,7 +77,9 @@ def test_it_refuses_too_many_messages_and_too_long_prompts(team: Team, routing: 
     assert [b.kind for b in _reserve(scope, body).breaches] == ["max_messages"]
     long = _reserve(scope, _chat("word " * 100))
     assert [b.kind for b in long.breaches] == ["max_prompt_tokens"]
-    assert long.breaches[0].error().status == 400 and long.breaches[0].error().code == "prompt_too_long"
+    error = limit_exceeded(long.breaches[0])
+    assert (error.status, error.code) == (400, "prompt_too_long")
+    assert error.message == f"The prompt is about {long.prompt.tokens} tokens; this API key allows at most 30 per request."
 
 
 def test_tokens_per_minute_holds_then_settles_to_the_real_usage(team: Team, routing: None) -> None:
@@ -87,7 +90,10 @@ def test_tokens_per_minute_holds_then_settles_to_the_real_usage(team: Team, rout
     second = _reserve(scope, _chat(max_tokens=40))
     assert first.reserved_tokens * 2 <= 100 or second.breaches  # consistent either way
     refused = _reserve(scope, _chat(max_tokens=90))
-    assert [b.kind for b in refused.breaches] == ["tpm"] and refused.breaches[0].error().status == 429
+    assert [b.kind for b in refused.breaches] == ["tpm"]
+    error = limit_exceeded(refused.breaches[0])
+    assert (error.status, error.type) == (429, "tokens")
+    assert error.headers["retry-after"] == str(max(1, refused.breaches[0].retry_after))
     assert refused.token_holds == []  # nothing held for a refused request
     # Settling the first with its real (small) usage frees the rest of its hold.
     limits_settle(first, prompt_tokens=10, completion_tokens=2, cost=None, reached_upstream=True)
@@ -103,7 +109,7 @@ def test_a_budget_is_checked_with_the_worst_case_and_refused_with_402(team: Team
     assert all(not r.breaches for r in held)
     fourth = _reserve(scope, _chat())
     assert [b.kind for b in fourth.breaches] == ["budget"]
-    error = fourth.breaches[0].error()
+    error = limit_exceeded(fourth.breaches[0])
     assert error.status == 402 and error.code == "budget_exceeded" and "$" not in error.message
     # Settle one with a tiny real cost: room opens for another worst case.
     limits_settle(held[0], prompt_tokens=20, completion_tokens=5, cost=Decimal("0.00035"), reached_upstream=True)
