@@ -26,10 +26,6 @@ def to_nano(amount: Decimal) -> int:
     return math.ceil(amount * NANO)
 
 
-def from_nano(amount: int) -> Decimal:
-    return (Decimal(amount) / NANO).quantize(Decimal("0.00000001"))
-
-
 @dataclass(frozen=True, slots=True)
 class BudgetScope:
     """One budget that applies to a request: the key's or the team's, for one period."""
