@@ -143,7 +143,7 @@ def test_an_off_hours_burst_is_counted_in_the_teams_time_zone(team: Team, routin
 
 
 @pytest.mark.sqlite
-def test_each_budget_threshold_is_one_alert_per_period(team: Team, routing: None, only_rule: OnlyRule) -> None:
+def test_it_raises_each_budget_threshold_once_per_period(team: Team, routing: None, only_rule: OnlyRule) -> None:
     only_rule(AlertKind.BUDGET_THRESHOLD)
     scope = issue_scope(team, budget=Decimal("1.00"), max_tokens=10)
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
@@ -254,3 +254,11 @@ def test_dlp_blocks_through_the_gateway_raise_one_alert(sensitive_key: IssuedKey
         assert response.status_code == 400 and response.json()["error"]["code"] == "dlp_blocked"
     [alert] = alerts(AlertKind.DLP_BLOCKS)
     assert alert.key_id == sensitive_key.api_key.pk and alert.detail["blocks"] == 3 and alert.detail["monitor"] is False
+
+
+def test_it_forgets_the_oldest_thresholds_seen_past_its_limit() -> None:
+    seen = services._Seen(limit=3)
+    for entry in ("a", "b", "c", "b", "d"):  # "b" seen again: now the newest
+        seen.add(entry)
+    assert len(seen) == 3 and "a" not in seen and all(e in seen for e in ("b", "c", "d"))
+    assert services._thresholds_seen.limit == 10_000

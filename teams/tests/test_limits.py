@@ -82,7 +82,7 @@ def test_it_refuses_too_many_messages_and_too_long_prompts(team: Team, routing: 
     assert error.message == f"The prompt is about {long.prompt.tokens} tokens; this API key allows at most 30 per request."
 
 
-def test_tokens_per_minute_holds_then_settles_to_the_real_usage(team: Team, routing: None) -> None:
+def test_it_holds_tokens_per_minute_then_settles_to_the_real_usage(team: Team, routing: None) -> None:
     scope = _key(team, tpm=100)
     first = _reserve(scope, _chat(max_tokens=40))
     held = first.reserved_tokens
@@ -102,7 +102,7 @@ def test_tokens_per_minute_holds_then_settles_to_the_real_usage(team: Team, rout
     assert third.tokens is not None and third.tokens.remaining == 100 - 12 - third.reserved_tokens
 
 
-def test_a_budget_is_checked_with_the_worst_case_and_refused_with_402(team: Team, routing: None) -> None:
+def test_it_checks_a_budget_with_the_worst_case_and_refuses_with_402(team: Team, routing: None) -> None:
     # Worst case per request: ~20 prompt tokens × $10/M + 1000 × $30/M ≈ $0.0302.
     scope = _key(team, budget=Decimal("0.10"), max_tokens=1000)
     held = [_reserve(scope, _chat()) for _ in range(3)]
@@ -116,7 +116,7 @@ def test_a_budget_is_checked_with_the_worst_case_and_refused_with_402(team: Team
     assert not _reserve(scope, _chat()).breaches
 
 
-def test_the_spend_counter_is_seeded_from_the_audit_log(team: Team, routing: None) -> None:
+def test_it_seeds_the_spend_counter_from_the_audit_log(team: Team, routing: None) -> None:
     team_update(team=team, changes={"budget": Decimal("1.00")})
     scope = _key(team)
     ctx = RequestContext(
