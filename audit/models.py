@@ -68,16 +68,16 @@ class Decision(models.TextChoices):
 
 # Where in the pipeline each refusal happens, so the detail view can show what was reached.
 STAGES = ("key", "request", "scope", "dlp", "limits", "upstream")
-REFUSED_AT = {
-    "blocked_auth": "key",
-    "invalid_request": "request",
-    "blocked_scope": "scope",
-    "blocked_dlp": "dlp",
-    "blocked_limit": "limits",
-    "blocked_budget": "limits",
-    "upstream_error": "upstream",
-    "upstream_timeout": "upstream",
-    "client_disconnected": "upstream",
+REFUSED_AT: dict[str, str] = {
+    Decision.BLOCKED_AUTH: "key",
+    Decision.INVALID_REQUEST: "request",
+    Decision.BLOCKED_SCOPE: "scope",
+    Decision.BLOCKED_DLP: "dlp",
+    Decision.BLOCKED_LIMIT: "limits",
+    Decision.BLOCKED_BUDGET: "limits",
+    Decision.UPSTREAM_ERROR: "upstream",
+    Decision.UPSTREAM_TIMEOUT: "upstream",
+    Decision.CLIENT_DISCONNECTED: "upstream",
 }
 
 
