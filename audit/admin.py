@@ -16,9 +16,7 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
-from synapse.errors import Decision
-
-from .models import AuditEvent
+from .models import AuditEvent, Decision
 
 
 class CappedCountPaginator(Paginator):
@@ -36,8 +34,7 @@ class DecisionFilter(admin.SimpleListFilter):
     parameter_name = "decision"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        values = [value for name, value in vars(Decision).items() if name.isupper()]
-        return [(value, value.replace("_", " ")) for value in values]
+        return list(Decision.choices)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         return queryset.filter(decision=self.value()) if self.value() else queryset

@@ -18,6 +18,7 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -103,3 +104,11 @@ def content_digest(values: Mapping[str, Any]) -> str:
 def chain_hash(*, prev_hash: str, seq: int, digest: str) -> str:
     # Same bytes as the PostgreSQL trigger: prev_hash || ':' || seq || ':' || digest.
     return hashlib.sha256(f"{prev_hash}:{seq}:{digest}".encode("ascii")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """A position in the chain and its row_hash: the head read now, or one a checkpoint pinned."""
+
+    seq: int
+    row_hash: str

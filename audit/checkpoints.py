@@ -19,6 +19,7 @@ import httpx
 from django.conf import settings
 from django.utils import timezone
 
+from .chain import ChainHead
 from .selectors import audit_chain_head
 
 FORMAT = "synapse-audit-checkpoint/1"
@@ -43,6 +44,10 @@ class Checkpoint:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    def pinned(self) -> ChainHead:
+        """The chain position this checkpoint vouches for (what `audit_chain_verify` checks)."""
+        return ChainHead(seq=self.seq, row_hash=self.head)
 
 
 def _sign(checkpoint: Checkpoint, secret: bytes) -> str:

@@ -31,18 +31,53 @@ class EventType(models.TextChoices):
     WEBHOOK_CHANGED = "webhook_changed", "Webhook changed"
 
 
+class Decision(models.TextChoices):
+    """What the gateway decided about a /v1 request; every value the pipeline writes.
+
+    A key in monitor mode is served anyway and its row records `monitor_<what enforce mode
+    would have decided>`: only refusals that go through monitor mode (DLP, limits, the limit
+    store being down) have one. Governance rows have no decision ("").
+    """
+
+    ALLOWED = "allowed", "allowed"
+    BLOCKED_AUTH = "blocked_auth", "blocked: key"
+    BLOCKED_SCOPE = "blocked_scope", "blocked: scope"
+    BLOCKED_DLP = "blocked_dlp", "blocked: DLP"
+    BLOCKED_LIMIT = "blocked_limit", "blocked: limit"
+    BLOCKED_BUDGET = "blocked_budget", "blocked: budget"
+    INVALID_REQUEST = "invalid_request", "invalid request"
+    UPSTREAM_ERROR = "upstream_error", "upstream error"
+    UPSTREAM_TIMEOUT = "upstream_timeout", "upstream timeout"
+    CLIENT_DISCONNECTED = "client_disconnected", "client disconnected"
+    AUDIT_FAILURE = "audit_failure", "audit failure"
+    INTERNAL_ERROR = "internal_error", "internal error"
+    MONITOR_BLOCKED_DLP = "monitor_blocked_dlp", "monitor: would block (DLP)"
+    MONITOR_BLOCKED_LIMIT = "monitor_blocked_limit", "monitor: would block (limit)"
+    MONITOR_BLOCKED_BUDGET = "monitor_blocked_budget", "monitor: would block (budget)"
+    MONITOR_INTERNAL_ERROR = "monitor_internal_error", "monitor: limit store unavailable"
+
+    @property
+    def monitored(self) -> Decision:
+        """The decision a monitor-mode row records instead of this refusal (ValueError if none)."""
+        return Decision(f"monitor_{self.value}")
+
+    @property
+    def is_monitored(self) -> bool:
+        return self.value.startswith("monitor_")
+
+
 # Where in the pipeline each refusal happens, so the detail view can show what was reached.
 STAGES = ("key", "request", "scope", "dlp", "limits", "upstream")
-REFUSED_AT = {
-    "blocked_auth": "key",
-    "invalid_request": "request",
-    "blocked_scope": "scope",
-    "blocked_dlp": "dlp",
-    "blocked_limit": "limits",
-    "blocked_budget": "limits",
-    "upstream_error": "upstream",
-    "upstream_timeout": "upstream",
-    "client_disconnected": "upstream",
+REFUSED_AT: dict[str, str] = {
+    Decision.BLOCKED_AUTH: "key",
+    Decision.INVALID_REQUEST: "request",
+    Decision.BLOCKED_SCOPE: "scope",
+    Decision.BLOCKED_DLP: "dlp",
+    Decision.BLOCKED_LIMIT: "limits",
+    Decision.BLOCKED_BUDGET: "limits",
+    Decision.UPSTREAM_ERROR: "upstream",
+    Decision.UPSTREAM_TIMEOUT: "upstream",
+    Decision.CLIENT_DISCONNECTED: "upstream",
 }
 
 
@@ -61,7 +96,7 @@ class AuditEvent(models.Model):
     model = models.CharField(max_length=128, blank=True)
     backend = models.CharField(max_length=64, blank=True)
     status = models.PositiveSmallIntegerField(null=True, blank=True)
-    decision = models.CharField(max_length=32, blank=True, db_index=True)
+    decision = models.CharField(max_length=32, choices=Decision.choices, blank=True, db_index=True)
     error_code = models.CharField(max_length=64, blank=True)
     stream = models.BooleanField(default=False)
     dlp = models.JSONField(default=list, blank=True, help_text="DLP findings: direction, category, pattern, action, count.")

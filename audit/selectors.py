@@ -9,24 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db.models import Q
 
-from .chain import CHAINED_FIELDS, GENESIS, chain_hash, content_digest
+from .chain import CHAINED_FIELDS, GENESIS, ChainHead, chain_hash, content_digest
 from .hashing import keyed_hash
 from .models import AuditEvent
 
-if TYPE_CHECKING:
-    from .checkpoints import Checkpoint
-
 EXPORT_FIELDS: tuple[str, ...] = ("id", "seq", *CHAINED_FIELDS, "prev_hash", "row_hash")
-
-
-@dataclass(frozen=True, slots=True)
-class ChainHead:
-    seq: int
-    row_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +55,10 @@ def audit_chain_head() -> ChainHead:
     return ChainHead(seq=head[0], row_hash=head[1]) if head else ChainHead(seq=0, row_hash=GENESIS)
 
 
-def audit_chain_verify(*, checkpoint: Checkpoint | None = None, batch_size: int = 5000) -> ChainReport:
+def audit_chain_verify(*, checkpoint: ChainHead | None = None, batch_size: int = 5000) -> ChainReport:
     """Walk the chain from the first row to the head as it was when the walk began, recompute
-    every hash, and stop at the first row that fails."""
+    every hash, and stop at the first row that fails; with `checkpoint` (a head pinned earlier,
+    `Checkpoint.pinned()`), also prove the log still holds exactly that row at that position."""
     end = audit_chain_head()
     columns = ("id", "seq", "prev_hash", "row_hash", "event_type", "request_id", *CHAINED_FIELDS)
     expected_seq, expected_prev, last_seq, events = 1, GENESIS, 0, 0
@@ -99,10 +91,10 @@ def audit_chain_verify(*, checkpoint: Checkpoint | None = None, batch_size: int 
             digest = content_digest(dict(zip(CHAINED_FIELDS, row[6:], strict=True)))
             if chain_hash(prev_hash=prev_hash, seq=seq, digest=digest) != row_hash:
                 return fail(row, "its content does not match its row_hash: the row was altered after it was written")
-            if checkpoint is not None and seq == checkpoint.seq and row_hash != checkpoint.head:
+            if checkpoint is not None and seq == checkpoint.seq and row_hash != checkpoint.row_hash:
                 return fail(
                     row,
-                    f"its row_hash differs from the checkpoint's ({checkpoint.head[:16]}…): "
+                    f"its row_hash differs from the checkpoint's ({checkpoint.row_hash[:16]}…): "
                     "the log was rewritten since the checkpoint was taken",
                 )
             expected_seq, expected_prev, last_seq, events = seq + 1, row_hash, seq, events + 1

@@ -1,5 +1,6 @@
-"""Writes to the audit log. The pipeline calls `audit_record_request` once per /v1 request;
-governance services call `audit_governance_event` for every change they make.
+"""Writes to the audit log. The pipeline calls `audit_record_request` once per /v1 request
+(with a `RequestRecord` it builds from its context); governance services call
+`audit_governance_event` for every change they make.
 
 Every write appends one chained row (`audit.chain`). On PostgreSQL that is one INSERT: the
 trigger takes the chain lock, links the row to the head and holds the lock until commit. On
@@ -11,6 +12,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -21,13 +24,11 @@ from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from .chain import CHAINED_FIELDS, COST_QUANTUM, GENESIS, chain_hash, content_digest
-from .hashing import keyed_hash, prompt_text
-from .models import AuditEvent, EventType
+from .hashing import keyed_hash
+from .models import AuditEvent, Decision, EventType
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-
-    from synapse.context import RequestContext
 
 AUDITOR_GROUP = "auditor"
 
@@ -122,60 +123,117 @@ def audit_event_append(*, values: dict[str, Any]) -> AuditEvent:
         )
 
 
-def audit_record_request(ctx: RequestContext) -> AuditEvent:
+@dataclass(frozen=True, slots=True)
+class FindingRecord:
+    """What one DLP rule did to a request; never the matched value."""
+
+    direction: str  # "prompt" | "response"
+    category: str
+    pattern: str
+    action: str  # "block" | "redact" | "alert"
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call to one backend (failover can make several per request)."""
+
+    backend: str
+    outcome: str
+    latency_ms: float
+    status: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestRecord:
+    """One /v1 request as its audit row records it: who, what, what each layer decided.
+
+    The pipeline builds it (`synapse.audit_record`). `prompt` and `response` are the plain
+    text, passed in only to be hashed here under AUDIT_HASH_KEY; the row never holds them.
+    """
+
+    request_id: str
+    occurred_at: datetime
+    endpoint: str
+    model: str = ""
+    status: int
+    decision: Decision
+    error_code: str = ""
+    error_message: str = ""  # recorded with the request's method and path when set
+    method: str = ""
+    path: str = ""
+    stream: bool = False
+    team_id: int | None = None
+    team_name: str = ""
+    key_id: int | None = None
+    key_name: str = ""
+    approved_by: str = ""
+    classification: str = ""
+    backend: str = ""
+    dlp: tuple[FindingRecord, ...] = ()
+    attempts: tuple[CallRecord, ...] = ()
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: Decimal | None = None
+    latency_ms: float = 0.0
+    upstream_latency_ms: float | None = None
+    client_ip: str = ""
+    user_agent: str = ""
+    prompt: str = field(default="", repr=False)
+    response: str = field(default="", repr=False)
+
+
+def audit_record_request(*, record: RequestRecord) -> AuditEvent:
     """Write the one row for a finished (or rejected) /v1 request; raises if it cannot."""
-    return audit_event_append(values=request_values(ctx))
+    return audit_event_append(values=request_values(record))
 
 
-def request_values(ctx: RequestContext) -> dict[str, Any]:
-    """The audit columns of a request: who, what, what each layer decided — hashes, not text."""
+def request_values(record: RequestRecord) -> dict[str, Any]:
+    """The audit columns of a request — hashes, not text."""
     key_id, secret = settings.AUDIT_HASH_KEY
-    prompt = prompt_text(ctx.body)
-    response = "".join(ctx.response_text)
-    route = ctx.route
-    key = ctx.key
+    r = record
     return {
-        "occurred_at": ctx.received_at,
+        "occurred_at": r.occurred_at,
         "event_type": EventType.REQUEST,
-        "request_id": ctx.request_id,
-        "team_id": key.team_id if key else None,
-        "team_name": key.team_name if key else "",
-        "key_id": key.key_id if key else None,
-        "key_name": key.name if key else "",
-        "approved_by": key.approved_by if key else "",
-        "classification": key.classification if key else "",
-        "endpoint": ctx.endpoint,
-        "model": ctx.model_requested,
-        "backend": route.backend.name if route else "",
-        "status": ctx.status,
-        "decision": ctx.decision,
-        "error_code": ctx.error_code or "",
-        "stream": ctx.stream,
+        "request_id": r.request_id,
+        "team_id": r.team_id,
+        "team_name": r.team_name,
+        "key_id": r.key_id,
+        "key_name": r.key_name,
+        "approved_by": r.approved_by,
+        "classification": r.classification,
+        "endpoint": r.endpoint,
+        "model": r.model,
+        "backend": r.backend,
+        "status": r.status,
+        "decision": r.decision,
+        "error_code": r.error_code,
+        "stream": r.stream,
         "dlp": [
             {"direction": f.direction, "category": f.category, "pattern": f.pattern, "action": f.action, "count": f.count}
-            for f in ctx.dlp_findings
+            for f in r.dlp
         ],
         "attempts": [
             {"backend": a.backend, "outcome": a.outcome, "latency_ms": round(a.latency_ms, 3), "status": a.status}
-            for a in ctx.attempts
+            for a in r.attempts
         ],
-        "prompt_tokens": ctx.prompt_tokens,
-        "completion_tokens": ctx.completion_tokens,
-        "cost": ctx.cost,
-        "latency_ms": round(ctx.elapsed_ms(), 3),
-        "upstream_latency_ms": round(ctx.upstream_ms, 3) if ctx.upstream_ms is not None else None,
-        "client_ip": ctx.client_ip or None,
-        "user_agent": ctx.user_agent,
-        "prompt_hmac": keyed_hash(prompt, secret=secret) if prompt else "",
-        "response_hmac": keyed_hash(response, secret=secret) if response else "",
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "cost": r.cost,
+        "latency_ms": round(r.latency_ms, 3),
+        "upstream_latency_ms": round(r.upstream_latency_ms, 3) if r.upstream_latency_ms is not None else None,
+        "client_ip": r.client_ip or None,
+        "user_agent": r.user_agent,
+        "prompt_hmac": keyed_hash(r.prompt, secret=secret) if r.prompt else "",
+        "response_hmac": keyed_hash(r.response, secret=secret) if r.response else "",
         "hash_key_id": key_id,
-        "detail": ({"path": ctx.path[:200], "method": ctx.method, "error": ctx.error_message[:500]} if ctx.error_message else {}),
+        "detail": ({"path": r.path[:200], "method": r.method, "error": r.error_message[:500]} if r.error_message else {}),
     }
 
 
 def audit_governance_event(
     *,
-    event_type: str,
+    event_type: EventType,
     actor: AbstractBaseUser | None = None,
     actor_name: str = "",
     team: Any = None,
@@ -187,11 +245,12 @@ def audit_governance_event(
     """Record a change to governance state (keys, routing, policies, limits, admin sessions).
 
     Called inside the service's transaction, so the change and its record commit together.
+    An undeclared event type raises (ValueError): the console could neither name nor filter it.
     """
     return audit_event_append(
         values={
             "occurred_at": timezone.now(),
-            "event_type": event_type,
+            "event_type": EventType(event_type),
             "actor": actor.get_username() if actor is not None else actor_name,
             "team_id": team.pk if team is not None else None,
             "team_name": team.name if team is not None else "",

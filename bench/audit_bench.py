@@ -97,8 +97,9 @@ def _plain_insert(model: Any, ctx: Any, seq: int) -> None:
     """The same row and the same work, into the copy without the chain trigger."""
     from audit.chain import content_digest
     from audit.services import _normalise, request_values
+    from synapse.audit_record import request_record
 
-    row = _normalise(request_values(ctx))
+    row = _normalise(request_values(request_record(ctx)))
     model.objects.create(**row, seq=seq, prev_hash="0" * 64, row_hash=content_digest(row))
 
 
@@ -106,8 +107,9 @@ def _python_side(ctx: Any) -> None:
     """Everything `audit_record_request` does except the INSERT."""
     from audit.chain import content_digest
     from audit.services import _normalise, request_values
+    from synapse.audit_record import request_record
 
-    content_digest(_normalise(request_values(ctx)))
+    content_digest(_normalise(request_values(request_record(ctx))))
 
 
 def _timed(fn: Any, n: int) -> list[float]:
@@ -132,6 +134,7 @@ def _writer(chained: bool, barrier: Any, offset: int, counts: Any, index: int) -
     from django.db import connection
 
     from audit.services import audit_record_request
+    from synapse.audit_record import request_record
 
     plain = _plain_model()
     ctx = _context()
@@ -141,7 +144,7 @@ def _writer(chained: bool, barrier: Any, offset: int, counts: Any, index: int) -
     done = 0
     while time.perf_counter() < stop_at:
         if chained:
-            audit_record_request(ctx)
+            audit_record_request(record=request_record(ctx))
         else:
             _plain_insert(plain, ctx, offset + done)
         done += 1
@@ -178,6 +181,7 @@ def main() -> None:
         from audit.models import AuditEvent
         from audit.selectors import audit_chain_verify
         from audit.services import audit_record_request
+        from synapse.audit_record import request_record
 
         call_command("migrate", verbosity=0)
         with connection.cursor() as cursor:
@@ -187,11 +191,11 @@ def main() -> None:
         plain = _plain_model()
         ctx = _context()
         for i in range(200):  # warm up connections, caches, plans
-            audit_record_request(ctx)
+            audit_record_request(record=request_record(ctx))
             _plain_insert(plain, ctx, i)
         python = _timed(lambda i: _python_side(ctx), SEQUENTIAL)
         unchained = _timed(lambda i: _plain_insert(plain, ctx, 1000 + i), SEQUENTIAL)
-        chained = _timed(lambda i: audit_record_request(ctx), SEQUENTIAL)
+        chained = _timed(lambda i: audit_record_request(record=request_record(ctx)), SEQUENTIAL)
         print(_describe("per request, Python side (hashes, digest)", python))
         print(_describe("per request, same INSERT without the chain", unchained))
         print(_describe("per request, audit_record_request (chained)", chained))

@@ -29,6 +29,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import NamedTuple
 
 import re2
@@ -36,24 +37,30 @@ import re2
 from . import validators
 from .normalize import Normalized, normalize
 from .prefix import prefix_expression
+from .re2_spans import SpanSearch, compile_spans
 
 logger = logging.getLogger(__name__)
 
 
-class Action:
+class Action(StrEnum):
+    """What a pattern does to a match: the one definition (the models' choices label these)."""
+
     BLOCK = "block"
     REDACT = "redact"
     ALERT = "alert"
     OFF = "off"  # only as a per-team override: the team does not apply the pattern
 
-    CHOICES = (BLOCK, REDACT, ALERT)
-    RANK = {ALERT: 1, REDACT: 2, BLOCK: 3}
 
+class Direction(StrEnum):
+    """Which text a pattern scans; a finding's direction is PROMPT or RESPONSE."""
 
-class Direction:
     PROMPT = "prompt"
     RESPONSE = "response"
     BOTH = "both"
+
+
+PATTERN_ACTIONS = (Action.BLOCK, Action.REDACT, Action.ALERT)  # OFF is an override, never a pattern's own
+_RANK = {Action.ALERT: 1, Action.REDACT: 2, Action.BLOCK: 3}
 
 
 # Memory budget of the automaton behind each RE2 set. When it fills, RE2 flushes and rebuilds
@@ -142,8 +149,8 @@ class Finding:
 
 
 def strongest(actions: Iterable[str]) -> str | None:
-    ranked = [a for a in actions if a in Action.RANK]
-    return max(ranked, key=Action.RANK.__getitem__) if ranked else None
+    ranked = [a for a in actions if a in _RANK]
+    return max(ranked, key=_RANK.__getitem__) if ranked else None
 
 
 def redaction_token(category: str) -> str:
@@ -211,16 +218,13 @@ class ScanResult:
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     spec: PatternSpec
-    regexp: object  # re2._re2.RE2
+    search: SpanSearch
     group: int  # index of the `value` group, 0 for the whole match
     validator: validators.Validator | None
 
 
 # A raw hit inside the scan view: (compiled expression index, byte start, byte end).
 _RawHit = tuple[int, int, int]
-
-_UNANCHORED = re2._Anchor.UNANCHORED
-
 
 class Scanner:
     """A compiled, immutable scanner over `specs`; cheap to share between threads."""
@@ -246,10 +250,10 @@ class Scanner:
                 validator = validators.get(spec.validator)
                 if validator is None:
                     raise ValueError(f"pattern {spec.name!r}: unknown validator {spec.validator!r}")
-            regexp = re2.compile(spec.expression, _options())
+            pattern = compile_spans(spec.expression, _options())
             seen[key] = len(compiled)
             compiled.append(
-                _Compiled(spec=spec, regexp=regexp._regexp, group=regexp.groupindex.get("value", 0), validator=validator)
+                _Compiled(spec=spec, search=pattern.search, group=pattern.groupindex.get("value", 0), validator=validator)
             )
             self._fanout.append([spec_index])
         self._compiled = tuple(compiled)
@@ -274,7 +278,7 @@ class Scanner:
                 pattern_set.Add(expression)
             pattern_set.Compile()
             self._sets.append((pattern_set, [index for _, index in group]))
-        self._base64 = re2.compile(_BASE64_RUN, _options())._regexp
+        self._base64 = compile_spans(_BASE64_RUN, _options()).search
 
         prefixes = [prefix_expression(item.spec.expression) for item in compiled]
         # A pattern whose prefixes we cannot derive makes every suffix a possible match start:
@@ -286,7 +290,7 @@ class Scanner:
         # Small unions: one alternation of every prefix expression makes an automaton RE2
         # cannot keep in memory, and it falls back to its slow NFA (~0.5 ms per delta).
         self._viable = [
-            re2.compile("(?:" + "|".join(alternatives[i : i + _VIABLE_GROUP]) + r")\z", _options())._regexp
+            compile_spans("(?:" + "|".join(alternatives[i : i + _VIABLE_GROUP]) + r")\z", _options()).search
             for i in range(0, len(alternatives), _VIABLE_GROUP)
         ]
 
@@ -338,11 +342,11 @@ class Scanner:
 
     def _pattern_hits(self, index: int, data: bytes) -> list[_RawHit]:
         compiled = self._compiled[index]
-        regexp = compiled.regexp
+        search = compiled.search
         found: list[_RawHit] = []
         pos, length = 0, len(data)
         while pos <= length:
-            spans = regexp.Match(_UNANCHORED, data, pos, length)  # type: ignore[attr-defined]
+            spans = search(data, pos, length)
             match_start, match_end = spans[0]
             if match_start < 0:
                 break
@@ -424,16 +428,16 @@ class Scanner:
             return len(view_text)
         data = view_text.encode("utf-8")
         # Every prefix expression matches the empty suffix, so each search finds something.
-        start = min(regexp.Match(_UNANCHORED, data, 0, len(data))[0][0] for regexp in self._viable)  # type: ignore[attr-defined]
+        start = min(search(data, 0, len(data))[0][0] for search in self._viable)
         if len(data) == len(view_text):
             return start
         return len(data[:start].decode("utf-8"))
 
 
-def _finditer(regexp: object, data: bytes) -> Iterable[tuple[int, int]]:
+def _finditer(search: SpanSearch, data: bytes) -> Iterable[tuple[int, int]]:
     pos, length = 0, len(data)
     while pos < length:
-        spans = regexp.Match(_UNANCHORED, data, pos, length)  # type: ignore[attr-defined]
+        spans = search(data, pos, length)
         start, end = spans[0]
         if start < 0:
             return

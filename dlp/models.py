@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from . import validators
-from .engine import PatternSpec, compile_check
+from .engine import Action, Direction, PatternSpec, compile_check
 from .packfile import SEVERITIES
 
 
@@ -16,23 +16,26 @@ def validator_choices() -> list[tuple[str, str]]:
     return [("", "(none)"), *((name, name) for name in validators.names())]
 
 
+# The console's labels for the engine's values (`engine.Action`, `engine.Direction` define them).
+
+
 class PatternAction(models.TextChoices):
-    BLOCK = "block", "Block (refuse the request)"
-    REDACT = "redact", "Redact (replace the match, forward)"
-    ALERT = "alert", "Alert (record, forward unchanged)"
+    BLOCK = Action.BLOCK.value, "Block (refuse the request)"
+    REDACT = Action.REDACT.value, "Redact (replace the match, forward)"
+    ALERT = Action.ALERT.value, "Alert (record, forward unchanged)"
 
 
 class OverrideAction(models.TextChoices):
-    BLOCK = "block", "Block"
-    REDACT = "redact", "Redact"
-    ALERT = "alert", "Alert"
-    OFF = "off", "Off (this team does not apply the pattern)"
+    BLOCK = Action.BLOCK.value, "Block"
+    REDACT = Action.REDACT.value, "Redact"
+    ALERT = Action.ALERT.value, "Alert"
+    OFF = Action.OFF.value, "Off (this team does not apply the pattern)"
 
 
 class AppliesTo(models.TextChoices):
-    PROMPT = "prompt", "Prompts"
-    RESPONSE = "response", "Responses"
-    BOTH = "both", "Prompts and responses"
+    PROMPT = Direction.PROMPT.value, "Prompts"
+    RESPONSE = Direction.RESPONSE.value, "Responses"
+    BOTH = Direction.BOTH.value, "Prompts and responses"
 
 
 class Severity(models.TextChoices):

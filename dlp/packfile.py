@@ -20,7 +20,7 @@ import yaml
 
 from . import validators
 from .builtin import BY_NAME
-from .engine import Action, Direction, PatternSpec, compile_check
+from .engine import PATTERN_ACTIONS, Action, Direction, PatternSpec, compile_check
 
 PACK_DIR = Path(__file__).resolve().parent / "packs"
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -95,13 +95,13 @@ def _entry(pack: str, index: int, entry: Any) -> PackPattern:
     if validator and validators.get(validator) is None:
         raise PackError(f"{where} ({name}): unknown validator {validator!r} (known: {', '.join(validators.names())})")
     action = _text(entry, "action", where, base.action if base else Action.REDACT)
-    if action not in Action.CHOICES:
-        raise PackError(f"{where} ({name}): action must be one of {', '.join(Action.CHOICES)}")
+    if action not in PATTERN_ACTIONS:
+        raise PackError(f"{where} ({name}): action must be one of {', '.join(PATTERN_ACTIONS)}")
     severity = _text(entry, "severity", where, base.severity if base else "medium")
     if severity not in SEVERITIES:
         raise PackError(f"{where} ({name}): severity must be one of {', '.join(SEVERITIES)}")
     applies_to = _text(entry, "applies_to", where, Direction.BOTH)
-    if applies_to not in (Direction.PROMPT, Direction.RESPONSE, Direction.BOTH):
+    if applies_to not in tuple(Direction):
         raise PackError(f"{where} ({name}): applies_to must be prompt, response or both")
     spec = PatternSpec(
         name=f"{pack}.{name}",

@@ -174,7 +174,7 @@ class TesterResult:
     version: int
 
 
-def pattern_tester_run(*, text: str, direction: str = Direction.PROMPT, team_id: int | None = None) -> TesterResult:
+def pattern_tester_run(*, text: str, direction: Direction = Direction.PROMPT, team_id: int | None = None) -> TesterResult:
     """What the gateway would do with `text` now: the hits, the text cut into highlighted
     segments, and the text after redaction. Nothing is logged or stored."""
     policy = dlp_policy(team_id=team_id)

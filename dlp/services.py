@@ -27,8 +27,6 @@ from .selectors import dlp_policy_expire
 
 # What an edit may change. The name is the pattern's identity in audit rows and packs: fixed.
 PATTERN_SETTINGS = ("category", "expression", "validator", "action", "severity", "applies_to", "enabled", "basis")
-# What a pack sets on each of its patterns (compared to report what an upgrade changes).
-_PACK_FIELDS = ("category", "expression", "validator", "action", "severity", "applies_to", "basis", "enabled")
 
 
 def policy_version_bump() -> int:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from audit.models import EventType
 from audit.services import audit_governance_event
 
 from .adapters import ADAPTERS
@@ -125,7 +126,7 @@ def routing_import(*, document: dict[str, Any], actor: AbstractBaseUser | None =
                 summary.updated.append(f"fallbacks of {model.name}")
     if summary.created or summary.updated:
         audit_governance_event(
-            event_type="routing_imported",
+            event_type=EventType.ROUTING_IMPORTED,
             actor=actor,
             detail={"source": source, "created": summary.created, "updated": summary.updated},
         )
@@ -161,7 +162,8 @@ def _fallbacks_set(model: Model, names: Any, where: str) -> bool:
 def model_fallbacks_set(*, model: Model, fallbacks: list[str], actor: AbstractBaseUser | None = None) -> None:
     """Set a model's ordered fallback chain (by model names); audited like any routing change."""
     if _fallbacks_set(model, fallbacks, "fallbacks"):
-        audit_governance_event(event_type="routing_changed", actor=actor, detail={"model": model.name, "fallbacks": fallbacks})
+        detail = {"model": model.name, "fallbacks": fallbacks}
+        audit_governance_event(event_type=EventType.ROUTING_CHANGED, actor=actor, detail=detail)
 
 
 def routing_import_yaml(*, text: str, actor: AbstractBaseUser | None = None, source: str = "") -> ImportSummary:
@@ -190,7 +192,8 @@ def backend_save(*, backend: Backend, actor: AbstractBaseUser | None = None) -> 
     created = backend.pk is None
     backend.full_clean()
     backend.save()
-    audit_governance_event(event_type="routing_changed", actor=actor, detail={"backend": backend.name, "created": created})
+    detail = {"backend": backend.name, "created": created}
+    audit_governance_event(event_type=EventType.ROUTING_CHANGED, actor=actor, detail=detail)
     return backend
 
 
@@ -199,7 +202,7 @@ def model_save(*, model: Model, actor: AbstractBaseUser | None = None) -> Model:
     created = model.pk is None
     model.full_clean()
     model.save()
-    audit_governance_event(event_type="routing_changed", actor=actor, detail={"model": model.name, "created": created})
+    audit_governance_event(event_type=EventType.ROUTING_CHANGED, actor=actor, detail={"model": model.name, "created": created})
     return model
 
 
@@ -249,5 +252,5 @@ def backend_circuit_reset(*, backends: list[Backend], actor: AbstractBaseUser | 
     """Close the circuits of `backends` now (an operator fixed them); audited."""
     names = [backend.name for backend in backends]
     count = BackendHealth.objects.filter(backend__in=backends).update(consecutive_failures=0, open_until=None)
-    audit_governance_event(event_type="routing_changed", actor=actor, detail={"circuit_reset": names})
+    audit_governance_event(event_type=EventType.ROUTING_CHANGED, actor=actor, detail={"circuit_reset": names})
     return count

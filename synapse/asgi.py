@@ -10,83 +10,17 @@ the pool itself (`synapse.db.run_db`) and audits every request, errors included.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext
 from django.core.asgi import get_asgi_application
-from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest, HttpResponseBase
-from django.urls import set_script_prefix, set_urlconf
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synapse.settings")
 
 console_application = get_asgi_application()  # also runs django.setup()
 
-from django.conf import settings  # noqa: E402
-from django.core.exceptions import RequestAborted  # noqa: E402
-
-from audit.alerts.background import with_background_tasks  # noqa: E402
-
-from .middleware import request_id_middleware  # noqa: E402
-
-
-class ApiASGIHandler(ASGIHandler):
-    def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response_async if is_async else self._get_response)
-        self._middleware_chain = convert_exception_to_response(request_id_middleware(handler))
-
-    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
-        set_urlconf(settings.ROOT_URLCONF)
-        response: HttpResponseBase = await self._middleware_chain(request)
-        response._resource_closers.append(request.close)
-        return response
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        async with ThreadSensitiveContext():
-            await self._handle_lean(scope, receive, send)
-
-    async def _handle_lean(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Django's `ASGIHandler.handle` without the request signals' thread hops."""
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
-        set_script_prefix(get_script_prefix(scope))
-        request, error_response = self.create_request(scope, body_file)
-        if request is None:
-            body_file.close()
-            await self.send_response(error_response, send)
-            return
-
-        async def process_request() -> HttpResponseBase:
-            response = await self.run_get_response(request)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.send_response(response, send)
-            return response
-
-        # Listening for the disconnect lets a streaming response be cancelled when the client
-        # goes away (the pipeline then closes the upstream and still writes the audit row).
-        tasks = [asyncio.create_task(self.listen_for_disconnect(receive)), asyncio.create_task(process_request())]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                with contextlib.suppress(RequestAborted):
-                    task.result()
-            else:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if not tasks[1].cancelled():
-            tasks[1].result().close()
-        body_file.close()
-
+from .lean_asgi import ApiASGIHandler  # noqa: E402
+from .lifespan import with_background_tasks  # noqa: E402
 
 api_application = ApiASGIHandler()
 

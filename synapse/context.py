@@ -14,7 +14,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .errors import Decision, GatewayError
+from audit.models import Decision
+from dlp.engine import Action, Direction
+
+from .errors import GatewayError
 
 if TYPE_CHECKING:
     from dlp.inspection import Inspector, Verdict
@@ -38,10 +41,10 @@ class Attempt:
 class DlpFinding:
     """What a DLP rule did; never the matched value."""
 
-    direction: str  # "prompt" | "response"
+    direction: Direction  # PROMPT or RESPONSE
     category: str
     pattern: str
-    action: str  # "block" | "redact" | "alert"
+    action: Action
     count: int = 1
 
 
@@ -67,7 +70,7 @@ class RequestContext:
     body: dict[str, Any] = field(default_factory=dict)  # the client's request, as parsed
     upstream_body: dict[str, Any] | None = None  # what the backend was sent
 
-    decision: str = Decision.ALLOWED
+    decision: Decision = Decision.ALLOWED
     status: int = 200
     error_code: str | None = None
     error_message: str = ""
@@ -87,7 +90,7 @@ class RequestContext:
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 
-    def reject(self, *, decision: str, status: int, code: str | None, message: str) -> None:
+    def reject(self, *, decision: Decision, status: int, code: str | None, message: str) -> None:
         self.decision = decision
         self.status = status
         self.error_code = code
@@ -104,8 +107,8 @@ class RequestContext:
         if self.key is None or not self.key.is_monitor:
             raise refusal
         self.monitored.append(refusal)
-        if not self.decision.startswith("monitor_"):
-            self.decision = f"monitor_{refusal.decision}"
+        if not self.decision.is_monitored:
+            self.decision = refusal.decision.monitored
             self.error_code = refusal.code
         self.error_message = " | ".join(
             f"monitor mode: would have refused with {r.status} {r.code}: {r.message}" for r in self.monitored

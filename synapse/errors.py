@@ -10,22 +10,15 @@ from typing import Any
 
 from django.http import JsonResponse
 
+from audit.models import Decision
+from teams.limits import Breach, BreachKind
 
-class Decision:
-    """What the gateway decided about a request; recorded verbatim in the audit row."""
-
-    ALLOWED = "allowed"
-    BLOCKED_AUTH = "blocked_auth"
-    BLOCKED_SCOPE = "blocked_scope"
-    BLOCKED_DLP = "blocked_dlp"
-    BLOCKED_LIMIT = "blocked_limit"
-    BLOCKED_BUDGET = "blocked_budget"
-    INVALID_REQUEST = "invalid_request"
-    UPSTREAM_ERROR = "upstream_error"
-    UPSTREAM_TIMEOUT = "upstream_timeout"
-    CLIENT_DISCONNECTED = "client_disconnected"
-    AUDIT_FAILURE = "audit_failure"
-    INTERNAL_ERROR = "internal_error"
+_PER_MINUTE = {
+    BreachKind.RPM: "requests",
+    BreachKind.TEAM_RPM: "requests",
+    BreachKind.TPM: "tokens",
+    BreachKind.TEAM_TPM: "tokens",
+}
 
 
 class GatewayError(Exception):
@@ -38,7 +31,7 @@ class GatewayError(Exception):
         message: str,
         type: str,
         code: str | None,
-        decision: str,
+        decision: Decision,
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -155,12 +148,15 @@ def upstream_failed(message: str, *, status: int = 502, code: str = "upstream_er
     )
 
 
-def rate_limited(message: str, *, retry_after: int, code: str = "rate_limit_exceeded") -> GatewayError:
-    # OpenAI's 429 shape; the SDKs read Retry-After to schedule their own retries.
+def rate_limited(message: str, *, kind: BreachKind, retry_after: int, code: str = "rate_limit_exceeded") -> GatewayError:
+    # OpenAI's 429 shape (type says which per-minute limit); the SDKs read Retry-After to
+    # schedule their own retries.
+    if kind not in _PER_MINUTE:
+        raise ValueError(f"{kind} is not a per-minute limit")
     return GatewayError(
         status=429,
         message=message,
-        type="requests" if "request" in message else "tokens",
+        type=_PER_MINUTE[kind],
         code=code,
         decision=Decision.BLOCKED_LIMIT,
         headers={"retry-after": str(max(1, retry_after))},
@@ -188,6 +184,47 @@ def request_limit_exceeded(message: str, *, code: str, param: str | None = None)
         code=code,
         param=param,
         decision=Decision.BLOCKED_LIMIT,
+    )
+
+
+def limit_exceeded(breach: Breach) -> GatewayError:
+    """What the client is told about a limit its request is over (teams.limits reports the facts)."""
+    whose = "this API key's team" if breach.kind.is_team else "this API key"
+    if breach.kind == BreachKind.MAX_MESSAGES:
+        return request_limit_exceeded(
+            f"This API key allows at most {breach.limit} messages per request.", code="too_many_messages", param="messages"
+        )
+    if breach.kind == BreachKind.MAX_PROMPT_TOKENS:
+        return request_limit_exceeded(
+            f"The prompt is about {breach.needed} tokens; this API key allows at most {breach.limit} per request.",
+            code="prompt_too_long",
+            param="messages",
+        )
+    if breach.kind in (BreachKind.BUDGET, BreachKind.TEAM_BUDGET):
+        renews = breach.renews_at.isoformat() if breach.renews_at else "the start of the next period"
+        return budget_exceeded(
+            f"The budget of {whose} for the current period is exhausted; it renews at {renews}. "
+            "Ask the team's owner to raise it."
+        )
+    if breach.kind in (BreachKind.TPM, BreachKind.TEAM_TPM):
+        message = (
+            f"Rate limit reached for {whose}: this request needs about {breach.needed} tokens and the "
+            "tokens-per-minute limit has too few left."
+        )
+    else:
+        message = f"Rate limit reached for {whose}: too many requests per minute."
+    return rate_limited(message, kind=breach.kind, retry_after=breach.retry_after)
+
+
+def service_unavailable(what: str) -> GatewayError:
+    # Fail closed (NIST SP 800-53 AU-5): a request that cannot be audited is not served.
+    return GatewayError(
+        status=503,
+        message=f"The gateway cannot {what} right now, so the request was not served. Retry later.",
+        type="api_error",
+        code="service_unavailable",
+        decision=Decision.AUDIT_FAILURE,
+        headers={"retry-after": "1"},
     )
 
 

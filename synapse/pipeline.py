@@ -6,7 +6,7 @@
     4 routing/  call the backend(s): retries, classification-safe fallbacks, circuit breaker
     5 dlp/      scan the answer, streams through a hold-back window
     6 audit/    record the finished context, durably, before the client gets the answer;
-                then the anomaly rules (audit/alerts)
+                then the anomaly rules (alerts/)
 
 Layers never import this module. Database work is grouped so a request makes two thread
 hops: one before the upstream call (key, route, DLP policy and prompt scan, limit holds) and
@@ -25,8 +25,9 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from audit.alerts.services import alerts_observe_request
+from alerts.services import alerts_observe_request
 from audit.services import audit_record_request
+from dlp.engine import Action, Direction
 from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
 from dlp.selectors import dlp_policy
 from routing.adapters import UpstreamError
@@ -39,6 +40,7 @@ from teams.scope import bind_system_prompt
 from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate
 from teams.tokens import count_chat
 
+from .audit_record import request_record
 from .context import Attempt, DlpFinding, RequestContext
 from .db import run_db
 from .errors import (
@@ -50,8 +52,10 @@ from .errors import (
     dlp_response_blocked,
     dlp_unreadable_content,
     internal_error,
+    limit_exceeded,
     limits_unavailable,
     model_not_allowed,
+    service_unavailable,
     upstream_failed,
 )
 from .schemas import first_error, validate_chat, validate_embeddings
@@ -63,18 +67,6 @@ from .wire.messages_request import to_chat_for_count
 logger = logging.getLogger("synapse.pipeline")
 
 _MILLION = Decimal(1_000_000)
-
-
-def service_unavailable(what: str) -> GatewayError:
-    # Fail closed (NIST SP 800-53 AU-5): a request that cannot be audited is not served.
-    return GatewayError(
-        status=503,
-        message=f"The gateway cannot {what} right now, so the request was not served. Retry later.",
-        type="api_error",
-        code="service_unavailable",
-        decision=Decision.AUDIT_FAILURE,
-        headers={"retry-after": "1"},
-    )
 
 
 # ── stage 1: key + route (one thread hop) ──────────────────────────────────────────────
@@ -122,7 +114,7 @@ def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
     if reservation.unavailable:
         ctx.enforce(limits_unavailable())
     for breach in reservation.breaches:
-        ctx.enforce(breach.error())
+        ctx.enforce(limit_exceeded(breach))
     if reservation.clamp is not None:
         parameter, value = reservation.clamp
         upstream[parameter] = value
@@ -153,10 +145,10 @@ def _check_route(ctx: RequestContext, model: str) -> Route:
 # ── stages 2 and 5: DLP ─────────────────────────────────────────────────────────────────
 
 
-def _judge(ctx: RequestContext, verdict: Verdict, direction: str, refusal: GatewayError) -> None:
+def _judge(ctx: RequestContext, verdict: Verdict, direction: Direction, refusal: GatewayError) -> None:
     """Record what DLP found; refuse if it blocks (monitor mode records the refusal instead)."""
     ctx.dlp_findings.extend(
-        DlpFinding(direction=direction, category=f.category, pattern=f.pattern, action=f.action, count=f.count)
+        DlpFinding(direction=direction, category=f.category, pattern=f.pattern, action=Action(f.action), count=f.count)
         for f in verdict.findings
     )
     if verdict.blocked:
@@ -173,7 +165,7 @@ def _inspect_messages(ctx: RequestContext, messages: list[dict[str, Any]]) -> li
     assert ctx.prompt_scan is not None
     _unreadable(ctx, non_text_parts(messages), "messages")
     messages, verdict = ctx.prompt_scan
-    _judge(ctx, verdict, "prompt", dlp_blocked(verdict.blocked))
+    _judge(ctx, verdict, Direction.PROMPT, dlp_blocked(verdict.blocked))
     return messages
 
 
@@ -183,7 +175,7 @@ def _stream_verdict(ctx: RequestContext, guard: StreamFilter | None) -> GatewayE
         return None
     try:
         verdict = guard.verdict()
-        _judge(ctx, verdict, "response", dlp_response_blocked(verdict.blocked))
+        _judge(ctx, verdict, Direction.RESPONSE, dlp_response_blocked(verdict.blocked))
     except GatewayError as exc:
         return exc
     return None
@@ -208,7 +200,7 @@ def _record(ctx: RequestContext, disconnected: bool = False) -> None:
     # Circuit breaker: what this request's tries taught about its backends (usually nothing).
     if events := [(a.backend, a.health, a.outcome) for a in ctx.attempts if a.health]:
         backend_health_settle(events=events)
-    audit_record_request(ctx)
+    audit_record_request(record=request_record(ctx))
     ctx.audited = True
     try:
         # After the row: the anomaly rules count audit rows, this one included.
@@ -434,7 +426,7 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
     result = await _call(ctx, lambda backends, payload: backends.chat(payload), route, upstream)
     assert ctx.dlp is not None
     verdict = ctx.dlp.completion(result)
-    _judge(ctx, verdict, "response", dlp_response_blocked(verdict.blocked))
+    _judge(ctx, verdict, Direction.RESPONSE, dlp_response_blocked(verdict.blocked))
     for choice in result.get("choices") or []:
         message = choice.get("message") or {}
         if isinstance(message.get("content"), str):
@@ -447,7 +439,7 @@ async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | 
     assert ctx.prompt_scan is not None
     _unreadable(ctx, ["token ids"] if non_text_input(ctx.body["input"]) else [], "input")
     value, verdict = ctx.prompt_scan
-    _judge(ctx, verdict, "prompt", dlp_blocked(verdict.blocked, param="input"))
+    _judge(ctx, verdict, Direction.PROMPT, dlp_blocked(verdict.blocked, param="input"))
     upstream = {**ctx.body, "model": route.upstream_model, "input": value}
     result = await _call(ctx, lambda backends, payload: backends.embeddings(payload), route, upstream)
     return await _served(ctx, result)

@@ -36,7 +36,7 @@ INSTALLED_APPS = [
     "routing",
     "dlp",
     "audit",
-    "audit.alerts",
+    "alerts",
 ]
 
 # Every middleware here is async-capable: one sync-only middleware would push every

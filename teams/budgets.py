@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, EventType
 
 NANO = Decimal(1_000_000_000)
 
@@ -24,10 +24,6 @@ NANO = Decimal(1_000_000_000)
 def to_nano(amount: Decimal) -> int:
     """Dollars to nano-dollars, rounded up (a reservation must never be short)."""
     return math.ceil(amount * NANO)
-
-
-def from_nano(amount: int) -> Decimal:
-    return (Decimal(amount) / NANO).quantize(Decimal("0.00000001"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +49,6 @@ class BudgetScope:
 
 def spent_in_period(*, kind: str, object_id: int, start: datetime, end: datetime) -> Decimal:
     """Recorded spend (audit rows) of a team or key in [start, end)."""
-    rows = AuditEvent.objects.filter(event_type="request", occurred_at__gte=start, occurred_at__lt=end)
+    rows = AuditEvent.objects.filter(event_type=EventType.REQUEST, occurred_at__gte=start, occurred_at__lt=end)
     rows = rows.filter(team_id=object_id) if kind == "team" else rows.filter(key_id=object_id)
     return rows.aggregate(total=Sum("cost"))["total"] or Decimal(0)

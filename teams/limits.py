@@ -16,6 +16,9 @@ many workers and replicas serve the traffic.
 
 In monitor mode (`KeyScope.is_monitor`) the same counting happens and breaches are
 reported, but holds are kept rather than rolled back and the pipeline lets the request go.
+
+This module reports facts (`Breach`: which limit, the figures a client may learn); the
+pipeline decides what the client is told (`synapse.errors.limit_exceeded`).
 """
 
 from __future__ import annotations
@@ -26,14 +29,13 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
 from django.utils import timezone
 from django_ratelimit.core import get_usage
-
-from synapse.errors import GatewayError, budget_exceeded, rate_limited, request_limit_exceeded
 
 from .budgets import BudgetScope, spent_in_period, to_nano
 from .periods import period_bounds
@@ -56,20 +58,32 @@ class Window:
     reset: int  # seconds until the window ends
 
 
+class BreachKind(StrEnum):
+    """Which limit a request is over."""
+
+    RPM = "rpm"  # requests per minute, the key's
+    TEAM_RPM = "team_rpm"
+    TPM = "tpm"  # tokens per minute, the key's
+    TEAM_TPM = "team_tpm"
+    BUDGET = "budget"  # the key's budget for the period
+    TEAM_BUDGET = "team_budget"
+    MAX_MESSAGES = "max_messages"  # per-request caps bound to the key
+    MAX_PROMPT_TOKENS = "max_prompt_tokens"
+
+    @property
+    def is_team(self) -> bool:
+        return self in (BreachKind.TEAM_RPM, BreachKind.TEAM_TPM, BreachKind.TEAM_BUDGET)
+
+
 @dataclass(frozen=True, slots=True)
 class Breach:
-    kind: str  # rpm | team_rpm | tpm | team_tpm | budget | team_budget | max_messages | max_prompt_tokens
-    message: str
-    retry_after: int = 0
+    """A limit the request is over, with the figures the client may be told (never spend)."""
 
-    def error(self) -> GatewayError:
-        if self.kind in ("budget", "team_budget"):
-            return budget_exceeded(self.message)
-        if self.kind == "max_messages":
-            return request_limit_exceeded(self.message, code="too_many_messages", param="messages")
-        if self.kind == "max_prompt_tokens":
-            return request_limit_exceeded(self.message, code="prompt_too_long", param="messages")
-        return rate_limited(self.message, retry_after=self.retry_after)
+    kind: BreachKind
+    limit: int = 0  # the cap (max messages, max prompt tokens)
+    needed: int = 0  # what the request asked for: messages, prompt tokens, or tokens to hold (tpm)
+    retry_after: int = 0  # seconds until the per-minute window resets
+    renews_at: datetime | None = None  # a budget's next period
 
 
 @dataclass(slots=True)
@@ -169,17 +183,11 @@ def _caps(
         bound = [{"role": "system", "content": system_prompt}] if system_prompt else []
         reservation.prompt = count_chat([*bound, *messages], model=model, tools=body.get("tools"))
         if scope.max_messages is not None and len(messages) > scope.max_messages:
-            reservation.breaches.append(
-                Breach("max_messages", f"This API key allows at most {scope.max_messages} messages per request.")
-            )
+            reservation.breaches.append(Breach(BreachKind.MAX_MESSAGES, limit=scope.max_messages, needed=len(messages)))
         reservation.completion_cap = _completion_cap(reservation, scope=scope, body=body)
     if scope.max_prompt_tokens is not None and reservation.prompt.tokens > scope.max_prompt_tokens:
         reservation.breaches.append(
-            Breach(
-                "max_prompt_tokens",
-                f"The prompt is about {reservation.prompt.tokens} tokens; this API key allows at most "
-                f"{scope.max_prompt_tokens} per request.",
-            )
+            Breach(BreachKind.MAX_PROMPT_TOKENS, limit=scope.max_prompt_tokens, needed=reservation.prompt.tokens)
         )
 
 
@@ -204,8 +212,8 @@ def _positive(value: Any) -> int | None:
 
 def _requests_per_minute(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
     for kind, group, ident, limit in (
-        ("rpm", "synapse.key.rpm", f"k{scope.key_id}", scope.rpm),
-        ("team_rpm", "synapse.team.rpm", f"t{scope.team_id}", scope.team_rpm),
+        (BreachKind.RPM, "synapse.key.rpm", f"k{scope.key_id}", scope.rpm),
+        (BreachKind.TEAM_RPM, "synapse.team.rpm", f"t{scope.team_id}", scope.team_rpm),
     ):
         if not limit:
             continue
@@ -221,10 +229,7 @@ def _requests_per_minute(reservation: Reservation, *, scope: KeyScope, now: date
         if reservation.requests is None or window.remaining < reservation.requests.remaining:
             reservation.requests = window
         if usage["should_limit"]:
-            whose = "this API key" if kind == "rpm" else "this API key's team"
-            reservation.breaches.append(
-                Breach(kind, f"Rate limit reached for {whose}: too many requests per minute.", retry_after=window.reset)
-            )
+            reservation.breaches.append(Breach(kind, limit=limit, retry_after=window.reset))
 
 
 def _window_end(ident: str, period: int) -> int:
@@ -237,7 +242,10 @@ def _window_end(ident: str, period: int) -> int:
 def _tokens_per_minute(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
     amount = reservation.reserved_tokens
     counters = caches[COUNTERS]
-    for kind, ident, limit in (("tpm", f"k{scope.key_id}", scope.tpm), ("team_tpm", f"t{scope.team_id}", scope.team_tpm)):
+    for kind, ident, limit in (
+        (BreachKind.TPM, f"k{scope.key_id}", scope.tpm),
+        (BreachKind.TEAM_TPM, f"t{scope.team_id}", scope.team_tpm),
+    ):
         if not limit:
             continue
         end = _window_end(ident, MINUTE)
@@ -258,15 +266,7 @@ def _tokens_per_minute(reservation: Reservation, *, scope: KeyScope, now: dateti
         if reservation.tokens is None or window.remaining < reservation.tokens.remaining:
             reservation.tokens = window
         if over:
-            whose = "this API key" if kind == "tpm" else "this API key's team"
-            reservation.breaches.append(
-                Breach(
-                    kind,
-                    f"Rate limit reached for {whose}: this request needs about {amount} tokens and the "
-                    "tokens-per-minute limit has too few left.",
-                    retry_after=reset,
-                )
-            )
+            reservation.breaches.append(Breach(kind, limit=limit, needed=amount, retry_after=reset))
             if not scope.is_monitor:
                 return
 
@@ -295,15 +295,9 @@ def _budgets(reservation: Reservation, *, scope: KeyScope, now: datetime, prices
         else:
             reservation.spend_holds.append(Hold(key=budget.counter_key, amount=amount, budget=budget))
         if over:
-            whose = "this API key" if budget.kind == "key" else "this API key's team"
             # No figures: the caller learns that the budget is spent and when it renews, nothing more.
-            reservation.breaches.append(
-                Breach(
-                    "budget" if budget.kind == "key" else "team_budget",
-                    f"The budget of {whose} for the current period is exhausted; it renews at "
-                    f"{budget.end.isoformat()}. Ask the team's owner to raise it.",
-                )
-            )
+            kind = BreachKind.BUDGET if budget.kind == "key" else BreachKind.TEAM_BUDGET
+            reservation.breaches.append(Breach(kind, renews_at=budget.end))
             if not scope.is_monitor:
                 return
 

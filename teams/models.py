@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 from datetime import datetime, time
 from typing import TYPE_CHECKING
 
@@ -11,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from .periods import is_business_time, zone_named
+from .periods import zone_named
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -64,11 +63,6 @@ class Team(models.Model):
 
     def zone(self) -> ZoneInfo:
         return zone_named(self.time_zone)
-
-    def is_business_time(self, at: datetime) -> bool:
-        return is_business_time(
-            at, zone=self.zone(), start=self.business_hours_start, end=self.business_hours_end, days=self.business_days
-        )
 
 
 class ApiKey(models.Model):
@@ -124,9 +118,6 @@ class ApiKey(models.Model):
         if not self.sealed or self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > at
-
-    def secret_matches(self, secret: str) -> bool:
-        return hmac.compare_digest(self.secret_hash, hash_secret(secret))
 
 
 class ApiKeyModel(models.Model):

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit.models import EventType
 from audit.services import audit_governance_event
 from routing.models import Model
 
@@ -31,7 +32,7 @@ def team_create(*, name: str, owner_email: str, display_name: str = "", actor: A
     team = Team(name=name, owner_email=owner_email, display_name=display_name)
     team.full_clean()
     team.save()
-    audit_governance_event(event_type="team_created", actor=actor, team=team, detail={"team": team.name})
+    audit_governance_event(event_type=EventType.TEAM_CREATED, actor=actor, team=team, detail={"team": team.name})
     return team
 
 
@@ -57,7 +58,7 @@ def team_update(*, team: Team, changes: dict[str, Any], actor: AbstractBaseUser 
     team.save()
     changed = {name: [str(before[name]), str(value)] for name, value in changes.items() if before[name] != value}
     if changed:
-        audit_governance_event(event_type="team_changed", actor=actor, team=team, detail={"changed": changed})
+        audit_governance_event(event_type=EventType.TEAM_CHANGED, actor=actor, team=team, detail={"changed": changed})
     return team
 
 
@@ -129,7 +130,7 @@ def api_key_issue(
     ApiKey.objects.filter(pk=api_key.pk).update(sealed=True)
     api_key.sealed = True
     audit_governance_event(
-        event_type="key_issued",
+        event_type=EventType.KEY_ISSUED,
         actor=approved_by,
         team=team,
         api_key=api_key,
@@ -161,7 +162,7 @@ def api_key_revoke(*, api_key: ApiKey, revoked_by: AbstractBaseUser | None = Non
     api_key.revoke_reason = reason
     api_key.save(update_fields=["revoked_at", "revoked_by", "revoke_reason"])
     audit_governance_event(
-        event_type="key_revoked", actor=revoked_by, team=api_key.team, api_key=api_key, detail={"reason": reason}
+        event_type=EventType.KEY_REVOKED, actor=revoked_by, team=api_key.team, api_key=api_key, detail={"reason": reason}
     )
     return api_key
 
@@ -171,7 +172,7 @@ def api_key_set_expiry(*, api_key: ApiKey, expires_at: datetime | None, actor: A
     api_key.expires_at = expires_at
     api_key.save(update_fields=["expires_at"])
     audit_governance_event(
-        event_type="key_expiry_changed",
+        event_type=EventType.KEY_EXPIRY_CHANGED,
         actor=actor,
         team=api_key.team,
         api_key=api_key,

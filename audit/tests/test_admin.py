@@ -8,7 +8,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, Decision
 from teams.services import IssuedKey
 
 from .helpers import chat
@@ -64,6 +64,13 @@ def test_filters_select_the_right_rows(approver, refused: AuditEvent, sensitive_
     ]:
         page = console.get(CHANGELIST, query)
         assert (refused.request_id.encode() in page.content) is expected, query
+
+
+def test_it_offers_every_decision_in_the_filter_monitor_ones_included(approver, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+    html = client_for(approver).get(CHANGELIST).content.decode()
+    for value, label in Decision.choices:
+        assert f"?decision={value}" in html and label in html, value
+    assert "?decision=monitor_blocked_limit" in html
 
 
 def test_it_finds_a_request_by_its_id(approver, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ import itertools
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from django.db import connection
 from audit.models import AuditEvent
 from audit.selectors import audit_chain_verify
 from conftest import ROOT, database_url_for_tests
+from tests.waiting import wait_until
 
 WRITERS, EACH = 4, 60
 
@@ -40,16 +40,14 @@ def run_writers(database_url: str, rendezvous: Path) -> None:
         subprocess.Popen([sys.executable, "-c", WRITER, f"w{n}", str(EACH), str(rendezvous)], cwd=ROOT, env=env)
         for n in range(WRITERS)
     ]
-    deadline = time.monotonic() + 60
-    while len(list(rendezvous.glob("ready-*"))) < WRITERS and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: len(list(rendezvous.glob("ready-*"))) >= WRITERS, timeout=60)
     (rendezvous / "go").touch()
     assert [writer.wait(timeout=120) for writer in writers] == [0] * WRITERS
 
 
 @pytest.mark.sqlite
 @pytest.mark.django_db(transaction=True)
-def test_writers_in_several_processes_make_one_unbroken_chain(tmp_path: Path) -> None:
+def test_it_makes_one_unbroken_chain_from_writers_in_several_processes(tmp_path: Path) -> None:
     if connection.vendor == "sqlite":
         # The SQLite test database lives in this process's memory: the writers get a file of their own.
         database_url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"

@@ -44,6 +44,6 @@ def synapse_dashboard(days: int = 14) -> dict[str, Any]:
 
 
 def _open_alerts() -> int:
-    from audit.alerts.models import Alert
+    from alerts.models import Alert
 
     return Alert.objects.filter(acknowledged_at__isnull=True).count()

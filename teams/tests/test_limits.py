@@ -13,7 +13,9 @@ from django.core.cache import caches
 from django.utils import timezone
 
 from audit.services import audit_record_request
+from synapse.audit_record import request_record
 from synapse.context import RequestContext
+from synapse.errors import limit_exceeded
 from teams.budgets import to_nano
 from teams.limits import limits_reserve, limits_settle
 from teams.models import Team
@@ -75,10 +77,12 @@ def test_it_refuses_too_many_messages_and_too_long_prompts(team: Team, routing: 
     assert [b.kind for b in _reserve(scope, body).breaches] == ["max_messages"]
     long = _reserve(scope, _chat("word " * 100))
     assert [b.kind for b in long.breaches] == ["max_prompt_tokens"]
-    assert long.breaches[0].error().status == 400 and long.breaches[0].error().code == "prompt_too_long"
+    error = limit_exceeded(long.breaches[0])
+    assert (error.status, error.code) == (400, "prompt_too_long")
+    assert error.message == f"The prompt is about {long.prompt.tokens} tokens; this API key allows at most 30 per request."
 
 
-def test_tokens_per_minute_holds_then_settles_to_the_real_usage(team: Team, routing: None) -> None:
+def test_it_holds_tokens_per_minute_then_settles_to_the_real_usage(team: Team, routing: None) -> None:
     scope = _key(team, tpm=100)
     first = _reserve(scope, _chat(max_tokens=40))
     held = first.reserved_tokens
@@ -86,7 +90,10 @@ def test_tokens_per_minute_holds_then_settles_to_the_real_usage(team: Team, rout
     second = _reserve(scope, _chat(max_tokens=40))
     assert first.reserved_tokens * 2 <= 100 or second.breaches  # consistent either way
     refused = _reserve(scope, _chat(max_tokens=90))
-    assert [b.kind for b in refused.breaches] == ["tpm"] and refused.breaches[0].error().status == 429
+    assert [b.kind for b in refused.breaches] == ["tpm"]
+    error = limit_exceeded(refused.breaches[0])
+    assert (error.status, error.type) == (429, "tokens")
+    assert error.headers["retry-after"] == str(max(1, refused.breaches[0].retry_after))
     assert refused.token_holds == []  # nothing held for a refused request
     # Settling the first with its real (small) usage frees the rest of its hold.
     limits_settle(first, prompt_tokens=10, completion_tokens=2, cost=None, reached_upstream=True)
@@ -95,21 +102,21 @@ def test_tokens_per_minute_holds_then_settles_to_the_real_usage(team: Team, rout
     assert third.tokens is not None and third.tokens.remaining == 100 - 12 - third.reserved_tokens
 
 
-def test_a_budget_is_checked_with_the_worst_case_and_refused_with_402(team: Team, routing: None) -> None:
+def test_it_checks_a_budget_with_the_worst_case_and_refuses_with_402(team: Team, routing: None) -> None:
     # Worst case per request: ~20 prompt tokens × $10/M + 1000 × $30/M ≈ $0.0302.
     scope = _key(team, budget=Decimal("0.10"), max_tokens=1000)
     held = [_reserve(scope, _chat()) for _ in range(3)]
     assert all(not r.breaches for r in held)
     fourth = _reserve(scope, _chat())
     assert [b.kind for b in fourth.breaches] == ["budget"]
-    error = fourth.breaches[0].error()
+    error = limit_exceeded(fourth.breaches[0])
     assert error.status == 402 and error.code == "budget_exceeded" and "$" not in error.message
     # Settle one with a tiny real cost: room opens for another worst case.
     limits_settle(held[0], prompt_tokens=20, completion_tokens=5, cost=Decimal("0.00035"), reached_upstream=True)
     assert not _reserve(scope, _chat()).breaches
 
 
-def test_the_spend_counter_is_seeded_from_the_audit_log(team: Team, routing: None) -> None:
+def test_it_seeds_the_spend_counter_from_the_audit_log(team: Team, routing: None) -> None:
     team_update(team=team, changes={"budget": Decimal("1.00")})
     scope = _key(team)
     ctx = RequestContext(
@@ -117,7 +124,7 @@ def test_the_spend_counter_is_seeded_from_the_audit_log(team: Team, routing: Non
         client_ip="127.0.0.1", user_agent="t", received_at=timezone.now(), key=scope,
     )  # fmt: skip
     ctx.cost = Decimal("0.99")
-    audit_record_request(ctx)
+    audit_record_request(record=request_record(ctx))
     reservation = _reserve(scope, _chat(max_tokens=1000))
     assert [b.kind for b in reservation.breaches] == ["team_budget"]  # 0.99 recorded + ~0.03 worst case > 1.00
     counter = f"spend:team:{team.pk}:{_period_start(scope):%Y%m%d}"

@@ -16,7 +16,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from audit.models import Decision
 from audit.services import audit_record_request
+from synapse.audit_record import request_record
 from synapse.context import RequestContext
 from teams.models import ApiKey, Team
 from teams.selectors import api_key_authenticate
@@ -58,8 +60,8 @@ def request_row(issued: IssuedKey, *, cost: str, decision: str = "allowed", days
         received_at=timezone.now() - timedelta(days=days_ago),
         key=scope,
     )
-    ctx.decision, ctx.cost = decision, Decimal(cost)
-    audit_record_request(ctx)
+    ctx.decision, ctx.cost = Decision(decision), Decimal(cost)
+    audit_record_request(record=request_record(ctx))
 
 
 @pytest.fixture

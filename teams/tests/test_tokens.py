@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from teams import tokens
+from teams import tiktoken_cache, tokens
 from teams.tokens import count_chat, count_input, encoding
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,8 +141,8 @@ def test_images_and_tools_are_reserved_and_token_ids_count_as_given() -> None:
     assert count_input("hello world", model="text-embedding-3-small").tokens == 2
 
 
-def test_a_tampered_o200k_file_is_refused_and_counting_falls_back_to_an_estimate(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokens, "O200K_SHA256", "0" * 64)
+def test_it_refuses_tampered_o200k_ranks_and_estimates_instead(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tiktoken_cache, "O200K_SHA256", "0" * 64)
     monkeypatch.setattr(tokens, "_encodings", {"cl100k_base": tokens.encoding("cl100k_base")})
     counted = count_chat([{"role": "user", "content": "hello world"}], model="gpt-4o")
     assert tokens._encodings["o200k_base"] is None

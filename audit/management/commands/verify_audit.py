@@ -31,7 +31,7 @@ class Command(BaseCommand):
                 checkpoint = audit_checkpoint_load(Path(options["checkpoint"]).read_text())
             except (OSError, CheckpointError) as exc:
                 raise CommandError(f"checkpoint {options['checkpoint']}: {exc}") from exc
-        report = audit_chain_verify(checkpoint=checkpoint)
+        report = audit_chain_verify(checkpoint=checkpoint.pinned() if checkpoint else None)
         if options["json"]:
             failure = report.failure
             self.stdout.write(

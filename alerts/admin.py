@@ -1,6 +1,6 @@
 """Console for alerts (read, acknowledge), anomaly rules (tune) and webhooks (subscribe).
 
-Every write goes through audit.alerts.services, so it is validated and audited the same way
+Every write goes through alerts.services, so it is validated and audited the same way
 whether it comes from here or from code.
 """
 

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from audit.alerts import services
-from audit.alerts.models import AlertKind, AnomalyRule
-from audit.alerts.services import alerts_observe_request, anomaly_rule_update
+from alerts import services
+from alerts.models import AlertKind, AnomalyRule
+from alerts.services import alerts_observe_request, anomaly_rule_update
+from audit.models import Decision
 from audit.services import audit_record_request
+from synapse.audit_record import request_record
 from synapse.context import RequestContext
 from teams.limits import SpendLevel
 from teams.models import Team
@@ -99,8 +101,10 @@ def finish_request(
         received_at=at,
         key=scope,
     )
-    ctx.decision = decision
-    ctx.status = 200 if decision in ("allowed",) or decision.startswith("monitor_") else 400
+    ctx.decision = Decision(decision)
+    ctx.status = 200 if ctx.decision == Decision.ALLOWED or ctx.decision.is_monitored else 400
     ctx.prompt_tokens, ctx.completion_tokens, ctx.cost = tokens, 0 if tokens is not None else None, cost
-    audit_record_request(ctx)
-    return alerts_observe_request(key=scope, decision=decision, client_ip=client_ip, at=at, tokens=tokens or 0, spend=spend or [])
+    audit_record_request(record=request_record(ctx))
+    return alerts_observe_request(
+        key=scope, decision=ctx.decision, client_ip=client_ip, at=at, tokens=tokens or 0, spend=spend or []
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, Decision, EventType
 from audit.services import audit_governance_event
 from teams.periods import off_hours_started
 
@@ -40,13 +41,40 @@ if TYPE_CHECKING:
 logger = logging.getLogger("synapse.alerts")
 
 COUNTERS = "counters"
-DLP_BLOCKS = frozenset({"blocked_dlp", "monitor_blocked_dlp"})
-LIMIT_BREACHES = frozenset({"blocked_limit", "blocked_budget", "monitor_blocked_limit", "monitor_blocked_budget"})
+DLP_BLOCKS = frozenset({Decision.BLOCKED_DLP, Decision.MONITOR_BLOCKED_DLP})
+LIMIT_BREACHES = frozenset(
+    {Decision.BLOCKED_LIMIT, Decision.BLOCKED_BUDGET, Decision.MONITOR_BLOCKED_LIMIT, Decision.MONITOR_BLOCKED_BUDGET}
+)
 BUDGET_THRESHOLDS = (50, 80, 100)
+
+
+class _Seen:
+    """A set that forgets its oldest entries beyond `limit`: a long-lived worker sees a new
+    (budget, period, threshold) every period, and forgetting one only costs a doomed INSERT."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._entries: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, entry: str) -> bool:
+        return entry in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, entry: str) -> None:
+        self._entries[entry] = None
+        self._entries.move_to_end(entry)
+        while len(self._entries) > self.limit:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
 
 # Per process: budget thresholds this process already fired or saw fired (the database's
 # unique constraint is the real guard; this only spares it a doomed INSERT per request).
-_thresholds_seen: set[str] = set()
+_thresholds_seen = _Seen(limit=10_000)
 _rules_cache: tuple[float, dict[str, AnomalyRule]] = (0.0, {})
 
 
@@ -125,7 +153,7 @@ def alert_acknowledge(*, alert: Alert, by: AbstractBaseUser, note: str = "") -> 
     alert.refresh_from_db(fields=["acknowledged_at", "acknowledged_by", "acknowledge_note"])
     if won:
         audit_governance_event(
-            event_type="alert_acknowledged", actor=by, detail={"alert": alert.pk, "kind": alert.kind, "note": note[:500]}
+            event_type=EventType.ALERT_ACKNOWLEDGED, actor=by, detail={"alert": alert.pk, "kind": alert.kind, "note": note[:500]}
         )
     return alert
 
@@ -148,7 +176,7 @@ def webhook_endpoint_create(
     endpoint.full_clean()
     endpoint.save()
     audit_governance_event(
-        event_type="webhook_created", actor=actor, detail={"endpoint": endpoint.pk, "url": url, "kinds": endpoint.kinds}
+        event_type=EventType.WEBHOOK_CREATED, actor=actor, detail={"endpoint": endpoint.pk, "url": url, "kinds": endpoint.kinds}
     )
     return endpoint
 
@@ -167,7 +195,7 @@ def webhook_endpoint_update(
     endpoint.full_clean()
     endpoint.save()
     audit_governance_event(
-        event_type="webhook_changed",
+        event_type=EventType.WEBHOOK_CHANGED,
         actor=actor,
         detail={"endpoint": endpoint.pk, "url": url, "kinds": endpoint.kinds, "active": is_active},
     )
@@ -185,7 +213,9 @@ def anomaly_rule_update(*, rule: AnomalyRule, changes: dict[str, Any], actor: Ab
     rule.full_clean()
     rule.save()
     audit_governance_event(
-        event_type="anomaly_rule_changed", actor=actor, detail={"rule": rule.kind, **{k: str(v) for k, v in changes.items()}}
+        event_type=EventType.ANOMALY_RULE_CHANGED,
+        actor=actor,
+        detail={"rule": rule.kind, **{k: str(v) for k, v in changes.items()}},
     )
     return rule
 
@@ -218,7 +248,7 @@ def _cooling(kind: str, subject: str) -> bool:
 def alerts_observe_request(
     *,
     key: KeyScope | None,
-    decision: str,
+    decision: Decision,
     client_ip: str,
     at: datetime,
     tokens: int = 0,
@@ -228,7 +258,7 @@ def alerts_observe_request(
     rules = active_rules()
     fired: list[Alert | None] = []
     if key is None:
-        if decision == "blocked_auth" and client_ip and (rule := rules.get(AlertKind.AUTH_FAILURES)):
+        if decision == Decision.BLOCKED_AUTH and client_ip and (rule := rules.get(AlertKind.AUTH_FAILURES)):
             fired.append(_auth_failures(rule, client_ip=client_ip, at=at))
         return [a for a in fired if a]
     if decision in DLP_BLOCKS and (rule := rules.get(AlertKind.DLP_BLOCKS)):
@@ -271,7 +301,7 @@ def _dlp_blocks(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | No
         return None
     since = at - timedelta(minutes=rule.window_minutes)
     blocks = AuditEvent.objects.filter(
-        event_type="request", key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at, decision__in=DLP_BLOCKS
+        event_type=EventType.REQUEST, key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at, decision__in=DLP_BLOCKS
     ).count()
     if blocks < rule.threshold or not _claim(AlertKind.DLP_BLOCKS, subject, rule):
         return None
@@ -287,19 +317,19 @@ def _dlp_blocks(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | No
     )
 
 
-def _limit_breach(rule: AnomalyRule, *, key: KeyScope, decision: str, at: datetime) -> Alert | None:
+def _limit_breach(rule: AnomalyRule, *, key: KeyScope, decision: Decision, at: datetime) -> Alert | None:
     subject = f"key:{key.key_id}"
     if not _claim(AlertKind.LIMIT_BREACH, subject, rule):
         return None
-    would = "would have been refused (monitor mode)" if decision.startswith("monitor_") else "was refused"
+    would = "would have been refused (monitor mode)" if decision.is_monitored else "was refused"
     return alert_fire(
         kind=AlertKind.LIMIT_BREACH,
         severity=rule.severity,
-        title=f"A request of key '{key.name}' {would}: {decision.removeprefix('monitor_')}",
+        title=f"A request of key '{key.name}' {would}: {decision.value.removeprefix('monitor_')}",
         subject=subject,
         team_id=key.team_id,
         key_id=key.key_id,
-        detail={"decision": decision, "monitor": decision.startswith("monitor_")},
+        detail={"decision": decision.value, "monitor": decision.is_monitored},
         at=at,
     )
 
@@ -315,7 +345,7 @@ def _usage_spike(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | N
     recent_start = at - timedelta(minutes=rule.window_minutes)
     baseline_start = recent_start - timedelta(minutes=rule.baseline_minutes)
     rows = AuditEvent.objects.filter(
-        event_type="request", key_id=key.key_id, occurred_at__gte=baseline_start, occurred_at__lte=at
+        event_type=EventType.REQUEST, key_id=key.key_id, occurred_at__gte=baseline_start, occurred_at__lte=at
     )
     recent_filter = Q(occurred_at__gte=recent_start)
     totals = rows.aggregate(
@@ -365,7 +395,7 @@ def _off_hours(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | Non
     stretch = off_hours_started(at, zone=key.zone(), start=start, end=end, days=days)
     since = max(at - timedelta(minutes=rule.window_minutes), stretch)
     count = AuditEvent.objects.filter(
-        event_type="request", team_id=key.team_id, occurred_at__gte=since, occurred_at__lte=at
+        event_type=EventType.REQUEST, team_id=key.team_id, occurred_at__gte=since, occurred_at__lte=at
     ).count()
     if count < rule.threshold or not _claim(AlertKind.OFF_HOURS, subject, rule):
         return None

@@ -1,4 +1,6 @@
-"""The server's background work: drain the webhook outbox; load the tokenizers at start-up.
+"""Each worker's start-up and background work: drain the alert webhook outbox (`alerts/`),
+load the tokenizers (`teams/`). It lives in the project, not in either app, because it is the
+one place that starts work for several layers.
 
 `with_background_tasks` wraps the ASGI application and answers the ASGI lifespan protocol,
 which uvicorn sends to each worker at start and stop. Every worker drains; the outbox's
@@ -23,7 +25,7 @@ App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 def _drain_once() -> int:
-    from .webhooks import webhook_deliveries_drain
+    from alerts.webhooks import webhook_deliveries_drain
 
     close_old_connections()
     try:

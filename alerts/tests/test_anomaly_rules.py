@@ -17,9 +17,10 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 from django.utils import timezone
 
-from audit.alerts import services
-from audit.alerts.models import Alert, AlertKind, AnomalyRule
-from audit.alerts.services import alerts_observe_request
+from alerts import services
+from alerts.models import Alert, AlertKind, AnomalyRule
+from alerts.services import alerts_observe_request
+from audit.models import Decision
 from dlp.services import pack_apply
 from teams.limits import SpendLevel, budget_scopes, limits_reserve, limits_settle
 from teams.models import Team
@@ -142,7 +143,7 @@ def test_an_off_hours_burst_is_counted_in_the_teams_time_zone(team: Team, routin
 
 
 @pytest.mark.sqlite
-def test_each_budget_threshold_is_one_alert_per_period(team: Team, routing: None, only_rule: OnlyRule) -> None:
+def test_it_raises_each_budget_threshold_once_per_period(team: Team, routing: None, only_rule: OnlyRule) -> None:
     only_rule(AlertKind.BUDGET_THRESHOLD)
     scope = issue_scope(team, budget=Decimal("1.00"), max_tokens=10)
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
@@ -166,7 +167,8 @@ def test_each_budget_threshold_is_one_alert_per_period(team: Team, routing: None
     # database holds one row per budget, period and threshold.
     services._thresholds_seen.clear()
     [budget] = budget_scopes(scope, now=now)
-    assert alerts_observe_request(key=scope, decision="allowed", client_ip="", at=now, spend=[SpendLevel(budget, 10**9)]) == []
+    levels = [SpendLevel(budget, 10**9)]
+    assert alerts_observe_request(key=scope, decision=Decision.ALLOWED, client_ip="", at=now, spend=levels) == []
     assert sorted(a.detail["percent"] for a in alerts(AlertKind.BUDGET_THRESHOLD)) == [50, 80, 100]
     # The next period starts from nothing: its 50 % is a new alert.
     next_period = budget.end + timedelta(days=1)
@@ -252,3 +254,11 @@ def test_dlp_blocks_through_the_gateway_raise_one_alert(sensitive_key: IssuedKey
         assert response.status_code == 400 and response.json()["error"]["code"] == "dlp_blocked"
     [alert] = alerts(AlertKind.DLP_BLOCKS)
     assert alert.key_id == sensitive_key.api_key.pk and alert.detail["blocks"] == 3 and alert.detail["monitor"] is False
+
+
+def test_it_forgets_the_oldest_thresholds_seen_past_its_limit() -> None:
+    seen = services._Seen(limit=3)
+    for entry in ("a", "b", "c", "b", "d"):  # "b" seen again: now the newest
+        seen.add(entry)
+    assert len(seen) == 3 and "a" not in seen and all(e in seen for e in ("b", "c", "d"))
+    assert services._thresholds_seen.limit == 10_000

@@ -4,6 +4,6 @@ from django.apps import AppConfig
 
 
 class AlertsConfig(AppConfig):
-    name = "audit.alerts"
+    name = "alerts"
     label = "alerts"
     verbose_name = "Alerts and webhooks"

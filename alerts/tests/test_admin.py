@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from audit.alerts.models import Alert, AlertKind, WebhookEndpoint
-from audit.alerts.services import alert_acknowledge, alert_fire
+from alerts.models import Alert, AlertKind, WebhookEndpoint
+from alerts.services import alert_acknowledge, alert_fire
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.waiting import wait_until
+
 
 @dataclass(frozen=True, slots=True)
 class Received:
@@ -73,10 +75,6 @@ class Receiver:
             return [r for r in self.received if r.answered == 200]
 
     def wait_for(self, count: int, *, deadline_seconds: float = 20.0) -> list[Received]:
-        """Poll until `count` requests were accepted (a deadline, not a timed assertion)."""
-        deadline = time.monotonic() + deadline_seconds
-        while time.monotonic() < deadline:
-            if len(self.accepted()) >= count:
-                break
-            time.sleep(0.05)
+        """Wait until `count` requests were accepted (a deadline, not a timed assertion)."""
+        wait_until(lambda: len(self.accepted()) >= count, timeout=deadline_seconds)
         return self.accepted()

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from audit.alerts.webhooks import DrainResult, webhook_deliveries_drain
+from alerts.webhooks import DrainResult, webhook_deliveries_drain
 
 
 class Command(BaseCommand):

@@ -1,0 +1,80 @@
+"""The lean /v1 handler: Django's ASGIHandler without per-request signals and sync middleware.
+
+The one module that relies on Django's private handler internals: `load_middleware` sets
+`_middleware_chain` (and the three `_*_middleware` lists) itself around `_get_response_async`,
+`get_response_async` appends to `response._resource_closers`, and `_handle_lean` is a copy of
+`ASGIHandler.handle` without the `request_started` / `request_finished` signals (each a thread
+hop on an async request). `synapse/tests/test_lean_asgi.py` checks every member used here and
+fingerprints `ASGIHandler.handle`, so a Django upgrade that changes them fails there, by name:
+compare the new `handle` with `_handle_lean`, then update the fingerprint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.exception import convert_exception_to_response
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import set_script_prefix, set_urlconf
+
+from .middleware import request_id_middleware
+
+
+class ApiASGIHandler(ASGIHandler):
+    def load_middleware(self, is_async: bool = False) -> None:
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        handler = convert_exception_to_response(self._get_response_async if is_async else self._get_response)
+        self._middleware_chain = convert_exception_to_response(request_id_middleware(handler))
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        set_urlconf(settings.ROOT_URLCONF)
+        response: HttpResponseBase = await self._middleware_chain(request)
+        response._resource_closers.append(request.close)
+        return response
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async with ThreadSensitiveContext():
+            await self._handle_lean(scope, receive, send)
+
+    async def _handle_lean(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Django's `ASGIHandler.handle` without the request signals' thread hops."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+
+        async def process_request() -> HttpResponseBase:
+            response = await self.run_get_response(request)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+            return response
+
+        # Listening for the disconnect lets a streaming response be cancelled when the client
+        # goes away (the pipeline then closes the upstream and still writes the audit row).
+        tasks = [asyncio.create_task(self.listen_for_disconnect(receive)), asyncio.create_task(process_request())]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                with contextlib.suppress(RequestAborted):
+                    task.result()
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if not tasks[1].cancelled():
+            tasks[1].result().close()
+        body_file.close()
