@@ -42,6 +42,7 @@ from synapse.wire.messages import (
     error_body,
     to_chat_for_count,
 )
+from teams.limits import BreachKind
 
 WIRE = MessagesWire()
 EVENTS = pydantic.TypeAdapter(RawMessageStreamEvent)
@@ -852,7 +853,7 @@ ERRORS = [
     (errors.method_not_allowed("GET", "/v1/messages"), "invalid_request_error", anthropic.APIStatusError),
     (errors.payload_too_large(1024), "request_too_large", anthropic.ContentTooLargeError),
     (errors.dlp_response_blocked(("api key",)), "invalid_request_error", anthropic.UnprocessableEntityError),
-    (errors.rate_limited("Too many requests", retry_after=7), "rate_limit_error", anthropic.RateLimitError),
+    (errors.rate_limited("Too many requests", kind=BreachKind.RPM, retry_after=7), "rate_limit_error", anthropic.RateLimitError),
     (errors.internal_error(), "api_error", anthropic.InternalServerError),
     (errors.upstream_failed("Backend failed"), "api_error", anthropic.InternalServerError),
     (errors.limits_unavailable(), "overloaded_error", anthropic.ServiceUnavailableError),

@@ -27,6 +27,7 @@ from synapse.errors import GatewayError, rate_limited
 from synapse.schemas import validate_chat
 from synapse.wire.responses import ResponsesWire
 from synapse.wire.responses_request import BUILTIN_TOOLS, KNOWN_FIELDS
+from teams.limits import BreachKind
 
 WIRE = ResponsesWire()
 EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
@@ -994,7 +995,7 @@ def test_the_sdk_reads_the_answer() -> None:
 
 
 def test_it_answers_errors_in_openais_shape() -> None:
-    exc = rate_limited("Too many requests for this key.", retry_after=3)
+    exc = rate_limited("Too many requests for this key.", kind=BreachKind.RPM, retry_after=3)
     answer = WIRE.error_response(exc, request_id="req_abc")
     assert answer.status_code == 429
     assert answer["retry-after"] == "3" and answer["x-request-id"] == "req_abc"
