@@ -179,7 +179,9 @@ def test_tools_list_shows_only_the_keys_tools(gateway: Gateway, agent_key: Issue
     assert "unreachable" in McpServer.objects.get(name="offline").last_error
 
 
-def test_a_sensitive_key_sees_only_on_prem_servers(gateway: Gateway, sensitive_agent_key: IssuedKey, docs_server: FakeMcpServer) -> None:
+def test_a_sensitive_key_sees_only_on_prem_servers(
+    gateway: Gateway, sensitive_agent_key: IssuedKey, docs_server: FakeMcpServer
+) -> None:
     result = mcp(gateway, sensitive_agent_key.plaintext, lambda s: s.list_tools())
     assert [tool.name for tool in result.tools] == ["crm__lookup_customer"]
     assert docs_server.seen == []  # the cloud server was not even asked

@@ -32,7 +32,12 @@ def test_it_registers_mcp_servers_and_audits_each_registration() -> None:
     summary = routing_import_yaml(text=SERVERS, source="routing.yaml")
     assert sorted(summary.created) == ["mcp server crm", "mcp server docs"]
     crm = McpServer.objects.get(name="crm")
-    assert (crm.url, crm.location, crm.api_key_env, crm.timeout) == ("http://crm.internal:8080/mcp", "on_prem", "CRM_MCP_TOKEN", 5.0)
+    assert (crm.url, crm.location, crm.api_key_env, crm.timeout) == (
+        "http://crm.internal:8080/mcp",
+        "on_prem",
+        "CRM_MCP_TOKEN",
+        5.0,
+    )
     assert McpServer.objects.get(name="docs").timeout == 30.0  # the default
     events = AuditEvent.objects.filter(event_type="mcp_server_registered").order_by("seq")
     assert [e.detail["server"] for e in events] == ["crm", "docs"]
@@ -55,7 +60,8 @@ def test_a_change_is_audited_and_a_repeat_is_not() -> None:
         ({"backend": []}, "unknown key(s) at the top level: backend"),
         ({"mcp_servers": [{"name": "crm", "url": "http://x/mcp", "location": "on_prem", "api_key": "X"}]},
          "mcp_servers[0]: unknown field(s) api_key"),
-        ({"backends": [{"name": "b", "kind": "mock", "location": "on_prem", "timout": 3}]}, "backends[0]: unknown field(s) timout"),
+        ({"backends": [{"name": "b", "kind": "mock", "location": "on_prem", "timout": 3}]},
+         "backends[0]: unknown field(s) timout"),
         ({"models": [{"name": "m", "backend": "b", "price": 1}]}, "models[0]: unknown field(s) price"),
         ({"mcp_servers": [{"name": "crm", "url": "http://x/mcp", "location": "moon"}]}, "location must be on_prem or cloud"),
         ({"mcp_servers": [{"name": "crm_eu", "url": "http://x/mcp", "location": "cloud"}]}, "no underscores"),

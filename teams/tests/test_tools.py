@@ -41,7 +41,7 @@ def test_it_parses_validates_and_deduplicates_patterns() -> None:
     assert parse_tool_patterns(" crm__lookup_customer, docs__* ,,crm__lookup_customer") == ("crm__lookup_customer", "docs__*")
     assert parse_tool_patterns("") == ()
     for bad in ("crm lookup", "crm__x;drop", "crm__[ab", "x" * 161, "crm/x"):
-        with pytest.raises(ValueError, match="is not a tool name or glob|unclosed"):
+        with pytest.raises(ValueError, match=r"is not a tool name or glob|unclosed"):
             parse_tool_patterns(bad)
 
 

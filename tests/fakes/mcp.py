@@ -57,7 +57,9 @@ class FakeMcpServer:
                 headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
                 self.seen.append(Seen(method=scope["method"], headers=headers))
                 if headers.get("authorization") != f"Bearer {self.token}":
-                    await send({"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json")]})
+                    await send(
+                        {"type": "http.response.start", "status": 401, "headers": [(b"content-type", b"application/json")]}
+                    )
                     await send({"type": "http.response.body", "body": b'{"error": "invalid_token"}'})
                     return
             await inner(scope, receive, send)
