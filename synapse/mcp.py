@@ -141,15 +141,15 @@ async def mcp_endpoint(request: HttpRequest) -> HttpResponseBase:
         raise
     except Exception:
         logger.exception("unhandled error in /mcp request %s", ctx.request_id)
-        exc = RpcError(
+        internal = RpcError(
             INTERNAL_ERROR,
             "The gateway failed to process the request. It has been recorded; quote the x-request-id.",
             code="internal_error",
             decision=Decision.INTERNAL_ERROR,
             http_status=500,
         )
-        ctx.reject(decision=exc.decision, status=exc.http_status, code=exc.code, message=exc.message)
-        response = _error_response(ctx, call, exc)
+        ctx.reject(decision=internal.decision, status=internal.http_status, code=internal.code, message=internal.message)
+        response = _error_response(ctx, call, internal)
     if not await _audit(ctx, call):
         # Fail closed: what cannot be audited is not served (the tool may have run; its result is withheld).
         failed = RpcError(
@@ -396,7 +396,7 @@ def _attempt(ctx: RequestContext, target: McpTarget, outcome: str, started: floa
     ctx.attempts.append(
         Attempt(backend=target.name, outcome=outcome, latency_ms=latency, status=200 if outcome == "ok" else None)
     )
-    ctx.upstream_ms = (ctx.upstream_ms or 0.0) + latency
+    ctx.upstream_ms = max(ctx.upstream_ms or 0.0, latency)  # tools/list asks servers concurrently
 
 
 def _credential(target: McpTarget) -> str:
