@@ -6,6 +6,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, transaction
+from django.test import Client
+from django.urls import reverse
 
 from audit.models import AuditEvent
 from teams.models import ApiKey, Classification, Team
@@ -107,3 +109,18 @@ def test_the_database_refuses_to_change_a_keys_tools(team: Team, routing: None) 
         with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():
             ApiKey.objects.filter(pk=issued.api_key.pk).update(tools=value)
     assert ApiKey.objects.get(pk=issued.api_key.pk).tools == "crm__lookup"
+
+
+@pytest.mark.django_db
+def test_the_console_issues_a_key_with_tools(team: Team, routing: None, approver) -> None:  # type: ignore[no-untyped-def]
+    console = Client()
+    console.force_login(approver)
+    form = {
+        "name": "Agent", "system_prompt": "p", "models": ["mock-small"], "classification": "non_sensitive",
+        "enforcement": "enforce", "tools": "crm__lookup_customer, docs__*",
+    }  # fmt: skip
+    response = console.post(reverse("admin:teams_team_issue_key", args=[team.pk]), form)
+    assert response.status_code == 200 and "issued" in response.context
+    assert ApiKey.objects.get(name="Agent").tools == "crm__lookup_customer,docs__*"
+    bad = console.post(reverse("admin:teams_team_issue_key", args=[team.pk]), {**form, "name": "Bad", "tools": "a b"})
+    assert "issued" not in bad.context and "not a tool name" in str(bad.context["form"].errors["tools"])
