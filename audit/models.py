@@ -29,6 +29,9 @@ class EventType(models.TextChoices):
     ALERT_ACKNOWLEDGED = "alert_acknowledged", "Alert acknowledged"
     WEBHOOK_CREATED = "webhook_created", "Webhook created"
     WEBHOOK_CHANGED = "webhook_changed", "Webhook changed"
+    MCP_SERVER_REGISTERED = "mcp_server_registered", "MCP server registered"
+    MCP_SERVER_UPDATED = "mcp_server_updated", "MCP server updated"
+    TOOL_CALL = "tool_call", "Tool call (MCP)"
 
 
 class Decision(models.TextChoices):
@@ -135,7 +138,7 @@ class AuditEvent(models.Model):
 
     def decision_chain(self) -> list[tuple[str, str, str]]:
         """What each layer decided for this request, in pipeline order: (stage, verdict, detail)."""
-        if self.event_type != EventType.REQUEST:
+        if self.event_type not in (EventType.REQUEST, EventType.TOOL_CALL):
             return []
         refused_at = REFUSED_AT.get(self.decision)
         stop = STAGES.index(refused_at) if refused_at else len(STAGES)
@@ -145,8 +148,16 @@ class AuditEvent(models.Model):
                 if self.key_id is not None
                 else "no valid key"
             ),
-            "request": f"{self.endpoint} · model {self.model or '—'}{' · stream' if self.stream else ''}",
-            "scope": f"{self.model} → {self.backend}" if self.backend else f"{self.model or '—'}",
+            "request": (
+                f"mcp · {self.detail.get('rpc_method', '—')}{' · tool ' + self.model if self.model else ''}"
+                if self.endpoint == "mcp"
+                else f"{self.endpoint} · model {self.model or '—'}{' · stream' if self.stream else ''}"
+            ),
+            "scope": (
+                f"{self.model} → {'MCP server ' if self.event_type == EventType.TOOL_CALL else ''}{self.backend}"
+                if self.backend
+                else f"{self.model or '—'}"
+            ),
             "dlp": "; ".join(
                 f"{f.get('direction')}: {f.get('category')} ({f.get('pattern')}) → {f.get('action')} ×{f.get('count', 1)}"
                 for f in self.dlp

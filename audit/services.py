@@ -231,6 +231,33 @@ def request_values(record: RequestRecord) -> dict[str, Any]:
     }
 
 
+def audit_record_mcp(
+    *, record: RequestRecord, rpc_method: str, server: str = "", tool: str = "", arguments: Any = None, result_text: str = ""
+) -> AuditEvent:
+    """Write the one row of an /mcp request; a `tools/call` is a `tool_call` row.
+
+    The keyed hashes cover the arguments as the client sent them (canonical JSON) and the
+    result text as the client got it, like a /v1 row's prompt and answer.
+    """
+    key_id, secret = settings.AUDIT_HASH_KEY
+    values = request_values(record)
+    arguments_text = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False) if arguments else ""
+    detail = {**values["detail"], "rpc_method": rpc_method[:100]}
+    if rpc_method == "tools/call":
+        detail.update({"server": server, "tool": tool})
+    values.update(
+        {
+            "event_type": EventType.TOOL_CALL if rpc_method == "tools/call" else EventType.REQUEST,
+            "backend": server,
+            "prompt_hmac": keyed_hash(arguments_text, secret=secret) if arguments_text else "",
+            "response_hmac": keyed_hash(result_text, secret=secret) if result_text else "",
+            "hash_key_id": key_id,
+            "detail": detail,
+        }
+    )
+    return audit_event_append(values=values)
+
+
 def audit_governance_event(
     *,
     event_type: EventType,

@@ -105,6 +105,43 @@ class Inspector:
                 choice["message"] = _rewrite_message(message, lambda text: self._scan(self.response, text, verdict))
         return verdict
 
+    # ── tool calls (the /mcp gateway) ──
+
+    def tool_arguments(self, arguments: Any) -> tuple[Any, Verdict]:
+        """Scan every string in a tool call's arguments (at any depth) with the prompt rules.
+
+        Strings are scanned one by one, not the serialised JSON: a redaction then rewrites a
+        value and the arguments stay the shape the tool's schema expects.
+        """
+        verdict = Verdict()
+        return _rewrite_strings(arguments, lambda text: self._scan(self.prompt, text, verdict)), verdict
+
+    def tool_result(self, result: dict[str, Any]) -> tuple[dict[str, Any], Verdict]:
+        """Scan a CallToolResult with the answer rules: text content blocks, embedded text
+        resources and structured content (which usually repeats the text). Images, audio and
+        blobs are not text and pass unscanned."""
+        verdict = Verdict()
+
+        def scan(text: str) -> str:
+            return self._scan(self.response, text, verdict)
+
+        out = dict(result)
+        content = result.get("content")
+        if isinstance(content, list):
+            blocks = []
+            for block in content:
+                if isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str):
+                    block = {**block, "text": scan(block["text"])}
+                elif isinstance(block, dict) and block.get("type") == "resource" and isinstance(block.get("resource"), dict):
+                    resource = block["resource"]
+                    if isinstance(resource.get("text"), str):
+                        block = {**block, "resource": {**resource, "text": scan(resource["text"])}}
+                blocks.append(block)
+            out["content"] = blocks
+        if "structuredContent" in result:
+            out["structuredContent"] = _rewrite_strings(result["structuredContent"], scan)
+        return out, verdict
+
     def stream(self, window: int = DEFAULT_WINDOW) -> StreamFilter:
         overrides, blocking = self._mode(self.response)
         return StreamFilter(self.response, overrides, blocking, window)
@@ -242,6 +279,17 @@ def _rewrite_message(message: dict[str, Any], scan: Any) -> dict[str, Any]:
         if new != legacy["arguments"]:
             out = {**out, "function_call": {**legacy, "arguments": new}}
     return out
+
+
+def _rewrite_strings(value: Any, scan: Any) -> Any:
+    """`value` (parsed JSON) with `scan` applied to every string in it; keys are left alone."""
+    if isinstance(value, str):
+        return scan(value)
+    if isinstance(value, list):
+        return [_rewrite_strings(item, scan) for item in value]
+    if isinstance(value, dict):
+        return {key: _rewrite_strings(item, scan) for key, item in value.items()}
+    return value
 
 
 def non_text_parts(messages: list[dict[str, Any]]) -> list[str]:

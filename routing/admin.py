@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .models import Backend, BackendHealth, Model
+from .models import Backend, BackendHealth, McpServer, Model
 from .services import backend_circuit_reset, backend_save, circuit_policy, model_fallbacks_set, model_save
 
 
@@ -92,3 +92,21 @@ class ModelAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
         model_save(model=obj, actor=request.user)  # type: ignore[arg-type]
         model_fallbacks_set(model=obj, fallbacks=form.cleaned_data.get("fallbacks") or [], actor=request.user)  # type: ignore[arg-type]
+
+
+@admin.register(McpServer)
+class McpServerAdmin(admin.ModelAdmin):
+    """Read-only: servers are registered by `import_routing` (config as code, audited)."""
+
+    list_display = ("name", "location", "url", "api_key_env", "timeout_seconds", "last_error", "last_error_at", "updated_at")
+    list_filter = ("location",)
+    search_fields = ("name", "url")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: McpServer | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: McpServer | None = None) -> bool:
+        return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from django.core.validators import RegexValidator
 from django.db import models
 
 from .adapters import BackendConfig
@@ -129,3 +130,44 @@ class ModelFallback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} → {self.fallback_id} (#{self.position})"
+
+
+# No underscores: tools are exposed as `server__tool`, so `__` must split a name unambiguously.
+MCP_SERVER_NAME = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,63}\Z", "lowercase letters, digits and hyphens (no underscores)")
+MCP_DEFAULT_TIMEOUT = 30.0
+
+
+class McpServer(models.Model):
+    """An upstream MCP server (Streamable HTTP) whose tools the /mcp gateway offers, governed.
+
+    Configuration comes from `import_routing` (audited); `last_error` is runtime state the
+    gateway writes when a call to the server fails.
+    """
+
+    name = models.CharField(max_length=64, unique=True, validators=[MCP_SERVER_NAME])
+    url = models.URLField(max_length=500, help_text="The server's Streamable HTTP endpoint, e.g. https://crm.internal/mcp.")
+    location = models.CharField(max_length=16, choices=Location.choices)
+    # The name of an environment variable, never the secret: the database must not hold it.
+    api_key_env = models.CharField(
+        max_length=128, blank=True, help_text="Env variable holding the bearer token the gateway sends upstream."
+    )
+    timeout_seconds = models.FloatField(null=True, blank=True, help_text="Whole call. Empty: 30 s.")
+    last_error = models.CharField(max_length=500, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_location_display()})"
+
+    @property
+    def is_on_prem(self) -> bool:
+        return self.location == Location.ON_PREM
+
+    @property
+    def timeout(self) -> float:
+        return self.timeout_seconds or MCP_DEFAULT_TIMEOUT

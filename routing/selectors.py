@@ -11,7 +11,8 @@ from django.db import connection
 from django.utils import timezone
 
 from .adapters import BackendConfig
-from .models import BackendHealth, Model, ModelFallback
+from .mcp_client import McpTarget
+from .models import BackendHealth, McpServer, Model, ModelFallback
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +124,11 @@ def _fallbacks(model_id: int) -> tuple[Route, ...]:
     # how this model is served, as its backend is.
     links = ModelFallback.objects.filter(model_id=model_id).select_related("fallback__backend", "fallback__backend__health")
     return tuple(_route(link.fallback) for link in links.order_by("position"))
+
+
+def mcp_targets(*, name: str | None = None) -> list[McpTarget]:
+    """The registered MCP servers (or the one named) as call targets, in name order."""
+    servers = McpServer.objects.order_by("name")
+    if name is not None:
+        servers = servers.filter(name=name)
+    return [McpTarget(name=s.name, url=s.url, location=s.location, api_key_env=s.api_key_env, timeout=s.timeout) for s in servers]

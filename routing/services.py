@@ -20,13 +20,15 @@ from audit.services import audit_governance_event
 
 from .adapters import ADAPTERS
 from .dispatch import RECOVERED
-from .models import Backend, BackendHealth, Location, Model, ModelFallback
+from .models import Backend, BackendHealth, Location, McpServer, Model, ModelFallback
 
 BACKEND_FIELDS = {
     "name", "kind", "base_url", "api_key_env", "location", "timeout", "options",
     "connect_timeout", "first_byte_timeout", "max_retries",
 }  # fmt: skip
 MODEL_FIELDS = {"name", "backend", "upstream_model", "input_price_per_mtok", "output_price_per_mtok", "fallbacks"}
+MCP_SERVER_FIELDS = {"name", "url", "location", "api_key_env", "timeout"}
+DOCUMENT_KEYS = {"backends", "models", "mcp_servers"}
 
 
 @dataclass(slots=True)
@@ -50,7 +52,11 @@ def _price(value: Any, where: str) -> Decimal:
 
 
 def _upsert(
-    model_class: type[Backend] | type[Model], name: str, values: dict[str, Any], summary: ImportSummary, label: str
+    model_class: type[Backend] | type[Model] | type[McpServer],
+    name: str,
+    values: dict[str, Any],
+    summary: ImportSummary,
+    label: str,
 ) -> Any:
     instance = model_class.objects.filter(name=name).first()
     if instance is None:
@@ -72,9 +78,21 @@ def _upsert(
 
 @transaction.atomic
 def routing_import(*, document: dict[str, Any], actor: AbstractBaseUser | None = None, source: str = "") -> ImportSummary:
-    """Create or update backends and models from a routing document; idempotent."""
+    """Create or update backends, models and MCP servers from a routing document; idempotent.
+
+    Strict: a key the document format does not know, at the top level or in any entry, is an
+    error naming it (a misspelt `api_key_env` silently ignored would send no credential).
+    """
     if not isinstance(document, dict):
-        raise ValidationError("the routing file must be a mapping with 'backends' and 'models'")
+        raise ValidationError("the routing file must be a mapping with 'backends', 'models' and 'mcp_servers'")
+    unknown_keys = set(map(str, document)) - DOCUMENT_KEYS
+    if unknown_keys:
+        raise ValidationError(
+            f"unknown key(s) at the top level: {', '.join(sorted(unknown_keys))} (expected {', '.join(sorted(DOCUMENT_KEYS))})"
+        )
+    for section in DOCUMENT_KEYS:
+        if document.get(section) is not None and not isinstance(document[section], list):
+            raise ValidationError(f"{section}: must be a list")
     summary = ImportSummary()
     for index, item in enumerate(document.get("backends") or []):
         where = f"backends[{index}]"
@@ -124,6 +142,8 @@ def routing_import(*, document: dict[str, Any], actor: AbstractBaseUser | None =
             model = Model.objects.get(name=item["name"])
             if _fallbacks_set(model, item["fallbacks"] or [], f"models[{index}].fallbacks"):
                 summary.updated.append(f"fallbacks of {model.name}")
+    for index, item in enumerate(document.get("mcp_servers") or []):
+        _mcp_server_import(item, f"mcp_servers[{index}]", summary, actor=actor, source=source)
     if summary.created or summary.updated:
         audit_governance_event(
             event_type=EventType.ROUTING_IMPORTED,
@@ -131,6 +151,46 @@ def routing_import(*, document: dict[str, Any], actor: AbstractBaseUser | None =
             detail={"source": source, "created": summary.created, "updated": summary.updated},
         )
     return summary
+
+
+def _mcp_server_import(item: Any, where: str, summary: ImportSummary, *, actor: AbstractBaseUser | None, source: str) -> None:
+    """Register or update one MCP server; each registration and change is its own audited event."""
+    if not isinstance(item, dict) or not item.get("name") or not item.get("url"):
+        raise ValidationError(f"{where}: needs a name and a url")
+    unknown = set(map(str, item)) - MCP_SERVER_FIELDS
+    if unknown:
+        raise ValidationError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    location = item.get("location")
+    if location not in Location.values:
+        raise ValidationError(f"{where}: location must be on_prem or cloud")
+    timeout = item.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600):
+        raise ValidationError(f"{where}: timeout must be a number of seconds, more than 0 and at most 600")
+    name = str(item["name"])
+    values = {
+        "url": str(item["url"]),
+        "location": location,
+        "api_key_env": str(item.get("api_key_env") or ""),
+        "timeout_seconds": float(timeout) if timeout is not None else None,
+    }
+    server = McpServer.objects.filter(name=name).first()
+    before = {attr: getattr(server, attr) for attr in values} if server is not None else None
+    try:
+        server = _upsert(McpServer, name, values, summary, "mcp server")
+    except ValidationError as exc:
+        raise ValidationError(f"{where}: {'; '.join(exc.messages)}") from exc
+    if before is None:
+        detail = {"server": name, **values, "source": source}
+        audit_governance_event(event_type="mcp_server_registered", actor=actor, detail=detail)
+    elif before != values:
+        changed = {attr: [before[attr], value] for attr, value in values.items() if before[attr] != value}
+        detail = {"server": name, "changed": changed, "source": source}
+        audit_governance_event(event_type="mcp_server_updated", actor=actor, detail=detail)
+
+
+def mcp_server_error_record(*, name: str, error: str) -> None:
+    """Remember a server's latest failure for the console (runtime state, not a governance change)."""
+    McpServer.objects.filter(name=name).update(last_error=error[:500], last_error_at=timezone.now())
 
 
 def _retries(value: Any, where: str) -> int:

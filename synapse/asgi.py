@@ -26,7 +26,7 @@ api_application = ApiASGIHandler()
 
 
 async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "http" and (scope["path"] == "/v1" or scope["path"].startswith("/v1/")):
+    if scope["type"] == "http" and (scope["path"] in ("/v1", "/mcp") or scope["path"].startswith("/v1/")):
         await api_application(scope, receive, send)
     else:
         await console_application(scope, receive, send)

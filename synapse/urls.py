@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import path, re_path
 from django.views.static import serve
 
-from . import views
+from . import mcp, views
 
 urlpatterns = [
     path("v1/chat/completions", views.ChatCompletionsView.as_view()),
@@ -15,6 +15,7 @@ urlpatterns = [
     path("v1/messages", views.MessagesView.as_view()),
     path("v1/messages/count_tokens", views.CountTokensView.as_view()),
     re_path(r"^v1(?:/(?P<rest>.*))?$", views.v1_not_found),
+    path("mcp", mcp.mcp_endpoint),
     path("admin/", admin.site.urls),
     # The admin's own CSS/JS. A handful of approvers use the console, so Django serving these
     # files is fine and spares every /v1 request a static-files middleware.

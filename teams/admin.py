@@ -109,6 +109,7 @@ class TeamAdmin(admin.ModelAdmin):
                     expires_at=data["expires_at"],
                     requested_by=data["requested_by"],
                     approved_by=request.user,  # type: ignore[arg-type]
+                    tools=data["tools"],
                 )
             except ValidationError as exc:
                 for field, errors in getattr(exc, "message_dict", {"__all__": exc.messages}).items():
@@ -147,7 +148,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ["revoke_selected"]
     fields = (
         "name", "purpose", "team", "key_prefix", "classification", "enforcement", "system_prompt", "models_list",
-        "rpm", "tpm", "max_tokens", "max_messages", "max_prompt_tokens", "budget", "requested_by", "approved_by",
+        "tools_list", "rpm", "tpm", "max_tokens", "max_messages", "max_prompt_tokens", "budget", "requested_by", "approved_by",
         "created_at", "expires_at",
         "revoked_at", "revoked_by", "revoke_reason",
     )  # fmt: skip
@@ -193,6 +194,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="key")
     def key_prefix(self, obj: ApiKey) -> str:
         return f"{obj.prefix}…"
+
+    @admin.display(description="tools")
+    def tools_list(self, obj: ApiKey) -> str:
+        return ", ".join(obj.tool_patterns) or "— (no MCP tools; its own /v1 function tools allowed)"
 
     @admin.display(description="models")
     def models_list(self, obj: ApiKey) -> str:

@@ -28,5 +28,11 @@ class IssueKeyForm(forms.Form):
         initial=Enforcement.ENFORCE,
         help_text="Monitor: DLP blocks and limit breaches are recorded and alerted, but requests go through.",
     )
+    tools = forms.CharField(
+        required=False,
+        max_length=4000,
+        help_text="Tool names or globs, comma-separated, e.g. crm__lookup_customer, docs__* (MCP tools are "
+        "server__tool). Empty: no MCP tools; the key may declare its own function tools in /v1.",
+    )
     expires_at = forms.DateTimeField(required=False, help_text="YYYY-MM-DD HH:MM, server time zone.")
     requested_by = forms.CharField(max_length=200, required=False)

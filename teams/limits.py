@@ -173,6 +173,21 @@ def limits_reserve(
     return reservation
 
 
+def limits_count_call(*, scope: KeyScope, now: datetime | None = None) -> Reservation:
+    """Count one tool call against the key's and the team's requests per minute.
+
+    A tool call uses no tokens and costs nothing the gateway can price, so only the rpm
+    windows apply; they are the same counters /v1 requests use (a key's rpm covers both).
+    """
+    reservation = Reservation()
+    try:
+        _requests_per_minute(reservation, scope=scope, now=now or timezone.now(), prices=(Decimal(0), Decimal(0)))
+    except Exception:
+        logger.exception("the counter store failed while counting a tool call for key %s", scope.key_id)
+        reservation.unavailable = True
+    return reservation
+
+
 def _caps(
     reservation: Reservation, *, scope: KeyScope, endpoint: str, body: dict[str, Any], model: str, system_prompt: str
 ) -> None:

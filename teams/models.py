@@ -66,7 +66,7 @@ class Team(models.Model):
 
 
 class ApiKey(models.Model):
-    """The binding (team, prompt, models, classification, limits, budget, enforcement mode) is
+    """The binding (team, prompt, models, classification, limits, budget, enforcement mode, tools) is
     immutable once `sealed`.
 
     Database triggers (migration 0002) refuse any change to the bound columns of a sealed
@@ -93,6 +93,13 @@ class ApiKey(models.Model):
         max_digits=12, decimal_places=2, null=True, blank=True, help_text="Spend ceiling per team budget period (USD)."
     )
     enforcement = models.CharField(max_length=8, choices=Enforcement.choices, default=Enforcement.ENFORCE)
+    # Comma-separated patterns (teams/tools.py); empty = no tool policy. A column rather than a
+    # table: the sealing trigger then covers it like every other bound column.
+    tools = models.TextField(
+        blank=True,
+        default="",
+        help_text="Tool names or globs (server__tool), comma-separated; empty = no MCP tools, own /v1 tools allowed.",
+    )
     requested_by = models.CharField(max_length=200, blank=True)
     approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -118,6 +125,10 @@ class ApiKey(models.Model):
         if not self.sealed or self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > at
+
+    @property
+    def tool_patterns(self) -> tuple[str, ...]:
+        return tuple(part for part in self.tools.split(",") if part)
 
 
 class ApiKeyModel(models.Model):

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from .models import KEY_PREFIX, ApiKey, hash_secret
 from .periods import is_business_time, zone_named
+from .tools import stored_patterns
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -44,6 +45,8 @@ class KeyScope:
     budget_period: str = "month"
     time_zone: str = ""
     business_hours: tuple[time, time, str] = (time(8), time(18), "12345")
+    # The bound tool patterns (teams/tools.py); None = no tool policy.
+    tools: tuple[str, ...] | None = None
 
     @property
     def is_sensitive(self) -> bool:
@@ -76,7 +79,7 @@ _AUTH_SQL = """
            k.rpm, k.tpm, k.max_tokens, u.username, k.sealed, k.expires_at, k.revoked_at,
            k.enforcement, k.max_messages, k.max_prompt_tokens, k.budget,
            t.rpm, t.tpm, t.budget, t.budget_period, t.time_zone,
-           t.business_hours_start, t.business_hours_end, t.business_days
+           t.business_hours_start, t.business_hours_end, t.business_days, k.tools
       FROM teams_apikey k
       JOIN teams_team t ON t.id = k.team_id
       LEFT JOIN auth_user u ON u.id = k.approved_by_id
@@ -105,7 +108,7 @@ def api_key_authenticate(raw: str) -> KeyScope | None:
     (key_id, secret_hash, name, team_id, team_name, classification, system_prompt,
      rpm, tpm, max_tokens, approver, sealed, expires_at, revoked_at,
      enforcement, max_messages, max_prompt_tokens, budget,
-     team_rpm, team_tpm, team_budget, budget_period, time_zone, hours_start, hours_end, days) = row  # fmt: skip
+     team_rpm, team_tpm, team_budget, budget_period, time_zone, hours_start, hours_end, days, tools) = row  # fmt: skip
     if not hmac.compare_digest(secret_hash, hash_secret(secret)):
         return None
     if not sealed or revoked_at is not None:
@@ -134,6 +137,7 @@ def api_key_authenticate(raw: str) -> KeyScope | None:
         budget_period=budget_period,
         time_zone=time_zone,
         business_hours=(_time(hours_start), _time(hours_end), days),
+        tools=stored_patterns(tools),
     )
 
 

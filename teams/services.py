@@ -20,6 +20,7 @@ from routing.models import Model
 
 from .models import KEY_PREFIX, ApiKey, ApiKeyModel, Classification, Enforcement, Team, hash_secret
 from .periods import zone_named
+from .tools import parse_tool_patterns
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,7 @@ def api_key_issue(
     expires_at: datetime | None = None,
     requested_by: str = "",
     approved_by: AbstractBaseUser | None = None,
+    tools: Sequence[str] | str = (),
 ) -> IssuedKey:
     """Issue a key bound to one approved use case; the binding is sealed in the same transaction."""
     if classification not in Classification.values:
@@ -102,6 +104,10 @@ def api_key_issue(
         raise ValidationError({"enforcement": f"must be one of {', '.join(Enforcement.values)}"})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "the expiry is in the past"})
+    try:
+        tool_patterns = parse_tool_patterns(tools if isinstance(tools, str) else tuple(tools))
+    except ValueError as exc:
+        raise ValidationError({"tools": str(exc)}) from exc
 
     secret = secrets.token_urlsafe(32)  # 256 bits
     lookup_id = secrets.token_hex(6)
@@ -120,6 +126,7 @@ def api_key_issue(
         max_prompt_tokens=max_prompt_tokens,
         budget=budget,
         enforcement=enforcement,
+        tools=",".join(tool_patterns),
         expires_at=expires_at,
         requested_by=requested_by,
         approved_by=approved_by,
@@ -139,6 +146,7 @@ def api_key_issue(
             "classification": classification,
             "requested_by": requested_by,
             "enforcement": enforcement,
+            "tools": list(tool_patterns),
             "limits": {
                 "rpm": rpm,
                 "tpm": tpm,

@@ -20,6 +20,9 @@ os.environ.setdefault("SYNAPSE_ALERT_RULES_TTL", "0")
 os.environ.setdefault("SYNAPSE_DLP_RELOAD_SECONDS", "0")  # a test's pattern change reaches the workers at once
 os.environ.setdefault("SYNAPSE_WEBHOOK_POLL_SECONDS", "0.3")
 os.environ.setdefault("FAKE_ANTHROPIC_KEY", "sk-ant-fake-credential-0001")  # tests/fakes/anthropic.py's default
+# The bearer tokens the fake MCP servers (tests/fakes/mcp.py) require from the gateway.
+os.environ.setdefault("FAKE_MCP_CRM_TOKEN", "mcp-crm-credential-0001")
+os.environ.setdefault("FAKE_MCP_DOCS_TOKEN", "mcp-docs-credential-0001")
 os.environ.setdefault("FAKE_GEMINI_KEY", "AIza-fake-gemini-credential-0001")  # tests/fakes/gemini.py's default
 
 from synapse.settings import *  # noqa: F403

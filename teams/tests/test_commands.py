@@ -55,7 +55,8 @@ def test_issue_key_json_and_prompt_file(routing: None, team: Team, tmp_path: Pat
             "--json",
         )
     )
-    assert set(payload) == {"key", "id", "team", "models"} and payload["models"] == ["mock-small"]
+    assert set(payload) == {"key", "id", "team", "models", "tools"} and payload["models"] == ["mock-small"]
+    assert payload["tools"] == []  # no --tools: no tool policy
     assert api_key_authenticate(payload["key"]).system_prompt == "From a file."  # type: ignore[union-attr]
 
 

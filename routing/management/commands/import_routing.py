@@ -10,10 +10,10 @@ from routing.services import routing_import_yaml
 
 
 class Command(BaseCommand):
-    help = "Create or update backends and models from a routing YAML file (idempotent)."
+    help = "Create or update backends, models and MCP servers from a routing YAML file (idempotent, strict)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", help="Path to the routing YAML (backends: [...], models: [...]).")
+        parser.add_argument("file", help="Path to the routing YAML (backends: [...], models: [...], mcp_servers: [...]).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = Path(options["file"])

@@ -38,6 +38,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--enforcement", choices=Enforcement.values, default=Enforcement.ENFORCE, help="enforce, or monitor (record only)."
         )
+        parser.add_argument(
+            "--tools",
+            default="",
+            help="Comma-separated tool names or globs the key may use, e.g. 'crm__lookup_customer,docs__*' "
+            "(MCP tools are server__tool). Without it: no MCP tools, the key's own /v1 function tools allowed.",
+        )
         parser.add_argument("--expires", help="Expiry date YYYY-MM-DD (end of that day, server time zone).")
         parser.add_argument("--requested-by", default="", help="Who asked for this use case.")
         parser.add_argument("--approved-by", default="", help="Username of the approving admin user.")
@@ -83,14 +89,19 @@ class Command(BaseCommand):
                 expires_at=expires_at,
                 requested_by=options["requested_by"],
                 approved_by=approver,
+                tools=options["tools"],
             )
         except ValidationError as exc:
             raise CommandError(_describe(exc)) from exc
         models = sorted(m.strip() for m in options["models"].split(",") if m.strip())
         if options["json"]:
-            self.stdout.write(json.dumps({"key": issued.plaintext, "id": issued.api_key.pk, "team": team.name, "models": models}))
+            tools = list(issued.api_key.tool_patterns)
+            summary = {"key": issued.plaintext, "id": issued.api_key.pk, "team": team.name, "models": models, "tools": tools}
+            self.stdout.write(json.dumps(summary))
             return
         self.stdout.write(f"Issued key {issued.api_key.pk} '{issued.api_key.name}' for team {team.name} ({', '.join(models)}).")
+        if issued.api_key.tools:
+            self.stdout.write(f"Tools: {', '.join(issued.api_key.tool_patterns)}")
         self.stdout.write("Store it now: it is shown once and cannot be recovered.")
         self.stdout.write(issued.plaintext)
 
