@@ -97,6 +97,29 @@ def classification_violation(model: str) -> GatewayError:
     )
 
 
+def tool_not_allowed(name: str) -> GatewayError:
+    return GatewayError(
+        status=403,
+        message=f"The tool '{name}' is not allowed for this API key.",
+        type="permission_error",
+        code="tool_not_allowed",
+        param="tools",
+        decision=Decision.BLOCKED_SCOPE,
+    )
+
+
+def undeclared_tool_call(name: str) -> GatewayError:
+    # 422 like a withheld answer (dlp_response_blocked): retrying cannot help, and the request
+    # itself was fine.
+    return GatewayError(
+        status=422,
+        message=f"The model's answer was withheld: it called the tool '{name}', which the request did not declare.",
+        type="invalid_request_error",
+        code="undeclared_tool_call",
+        decision=Decision.BLOCKED_SCOPE,
+    )
+
+
 def invalid_request(message: str, *, param: str | None = None, code: str | None = "invalid_value") -> GatewayError:
     return GatewayError(
         status=400,

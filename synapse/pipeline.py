@@ -56,9 +56,11 @@ from .errors import (
     limits_unavailable,
     model_not_allowed,
     service_unavailable,
+    undeclared_tool_call,
     upstream_failed,
 )
 from .schemas import first_error, validate_chat, validate_embeddings
+from .tool_policy import tools_admit, undeclared_call
 from .wire import StreamEncoder, Wire
 from .wire.chat import ChatWire
 from .wire.messages import MessagesWire, count_tokens_response
@@ -408,6 +410,7 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
     route = await _admit(ctx, raw_key, body, wire.to_chat, validate_chat)
     assert ctx.key is not None and isinstance(body, dict)
     ctx.stream = bool(ctx.body.get("stream"))
+    ctx.callable_tools = tools_admit(ctx.key, ctx.body)
 
     # DLP before the bound prompt joins: that prompt was approved with the key.
     messages = bind_system_prompt(ctx.key.system_prompt, _inspect_messages(ctx, ctx.body["messages"]))
@@ -424,6 +427,8 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
         return await _start_stream(ctx, _backends(ctx, route).chat_stream(upstream), encoder)
 
     result = await _call(ctx, lambda backends, payload: backends.chat(payload), route, upstream)
+    if ctx.callable_tools is not None and (name := undeclared_call(result.get("choices"), ctx.callable_tools, streamed=False)):
+        raise undeclared_tool_call(name)
     assert ctx.dlp is not None
     verdict = ctx.dlp.completion(result)
     _judge(ctx, verdict, Direction.RESPONSE, dlp_response_blocked(verdict.blocked))
@@ -506,6 +511,11 @@ async def _relay(
         while chunk is not None:
             if chunk.get("usage"):
                 _record_usage(ctx, chunk["usage"])
+            if ctx.callable_tools is not None and (
+                name := undeclared_call(chunk.get("choices"), ctx.callable_tools, streamed=True)
+            ):
+                failed = undeclared_tool_call(name)
+                break
             if guard is not None:
                 guard.chunk(chunk)
                 if guard.blocked:
@@ -518,7 +528,7 @@ async def _relay(
             for data in encoder.chunk(chunk):
                 yield data
             chunk = await anext(chunks, None)
-        if guard is not None and (tail := guard.finish()) is not None:
+        if failed is None and guard is not None and (tail := guard.finish()) is not None:
             # Text an upstream left open (no finish_reason): released before the end.
             tail.update({"id": last.get("id"), "created": last.get("created"), "model": ctx.model_requested})
             ctx.response_text.extend(c["delta"].get("content") or "" for c in tail["choices"])
