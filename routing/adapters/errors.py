@@ -104,7 +104,7 @@ def no_response(
     elif cause is NoResponse.DNS:
         message = f"{provider} backend '{backend}': cannot resolve {httpx.URL(url).host}"
     elif cause is NoResponse.TLS:
-        reason = next((e.reason for e in _chain(exc) if isinstance(e, ssl.SSLError) and e.reason), "")
+        reason = next((str(e.reason) for e in _chain(exc) if getattr(e, "reason", None)), "")
         message = f"TLS with {where} failed" + (f" ({reason})" if reason else "")
     else:
         # The innermost class names the failure (ServerDisconnectedError, ConnectionResetError);
