@@ -63,7 +63,7 @@ def test_a_backend_that_never_accepts_fails_on_its_connect_deadline(unaccepting_
 def test_events_that_carry_no_content_do_not_meet_the_first_chunk_deadline() -> None:
     # Anthropic opens with message_start and pings: the first *chunk* is what commits the
     # dispatcher to a backend, so a stream that only says it is alive fails over in time.
-    silent = ["message_start", json.dumps({"type": "message_start", "message": {"id": "msg_1", "usage": {}}})]
+    silent = [("message_start", json.dumps({"type": "message_start", "message": {"id": "msg_1", "usage": {}}}))]
     silent += [("ping", json.dumps({"type": "ping"}))] * 6
     fake = FakeAnthropic()
     fake.start()
