@@ -104,7 +104,7 @@ def no_response(
     elif cause is NoResponse.DNS:
         message = f"{provider} backend '{backend}': cannot resolve {httpx.URL(url).host}"
     elif cause is NoResponse.TLS:
-        reason = next((str(e.reason) for e in _chain(exc) if getattr(e, "reason", None)), "")
+        reason = next((str(found) for e in _chain(exc) if (found := getattr(e, "reason", None))), "")
         message = f"TLS with {where} failed" + (f" ({reason})" if reason else "")
     else:
         # The innermost class names the failure (ServerDisconnectedError, ConnectionResetError);

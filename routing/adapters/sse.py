@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ class SSEvent:
     data: str
 
 
-async def iter_sse(response: httpx.Response) -> AsyncIterator[SSEvent]:
+async def iter_sse(response: httpx.Response) -> AsyncGenerator[SSEvent, None]:
     """Yield events per the SSE spec: fields until a blank line; multi-line data joined by \\n."""
     event = ""
     data: list[str] = []
