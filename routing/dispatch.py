@@ -1,4 +1,4 @@
-"""Reliable upstream calls: retries, deadlines, failover along a model's fallback chain.
+"""Reliable upstream calls: retries and failover along a model's fallback chain.
 
 `dispatch(route, ...)` returns an object with the adapter interface (`chat`, `chat_stream`,
 `embeddings`); the pipeline calls it instead of an adapter. For each candidate — the route's
@@ -8,7 +8,9 @@ own backend, then its fallbacks in order — it:
   upstream call, so no fallback can cross the classification boundary) or whose circuit is open;
 - retries a retryable failure (connection error, 429 honouring Retry-After, 5xx) with
   exponential backoff and jitter, up to the backend's `max_retries`, but not a timeout (the
-  next backend is a better bet than waiting the same deadline again);
+  next backend is a better bet than waiting the same deadline again). The deadlines
+  themselves are the adapters' HTTP layer's (`routing/adapters/http.py`), the one place
+  that enforces them;
 - fails over to the next candidate on any failure that is the backend's, not the request's;
 - for streams, does all of this only until the first chunk exists: once a chunk has gone to
   the client the answer is committed to that backend, and a later failure is final.
@@ -29,7 +31,6 @@ from typing import Any
 from django.utils import timezone
 
 from .adapters import Adapter, BackendConfig, UpstreamError, adapter_for
-from .adapters.base import Deadlines
 from .boundary import may_reach
 from .selectors import Route
 
@@ -174,10 +175,9 @@ class Dispatcher:
             attempt = 0
             while True:
                 started = time.perf_counter()
-                deadlines = adapter.deadlines
-                chunks = adapter.chat_stream(payload)
                 try:
-                    first = await _first_chunk(chunks, deadlines, adapter.backend.name)
+                    chunks = adapter.chat_stream(payload)
+                    first = await _first_chunk(chunks, adapter.backend.name)
                 except UpstreamError as exc:
                     failure = exc
                     if await self._after_failure(candidate, attempt, exc, started):
@@ -186,7 +186,7 @@ class Dispatcher:
                     break
                 # Committed: this chunk goes to the client, so nothing below is retried.
                 self.on_serve(candidate)
-                relay = self._relay(candidate, chunks, first, deadlines, started)
+                relay = self._relay(candidate, chunks, first, started)
                 try:
                     async for chunk in relay:
                         yield chunk
@@ -196,28 +196,14 @@ class Dispatcher:
         raise failure or self._none_usable()
 
     async def _relay(
-        self, route: Route, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any], deadlines: Deadlines, started: float
+        self, route: Route, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any], started: float
     ) -> AsyncGenerator[dict[str, Any], None]:
-        end = asyncio.get_running_loop().time() + deadlines.total - (time.perf_counter() - started)
         outcome, status, at_fault = "client_disconnected", None, False
         try:
             yield first
-            while True:
-                # A deadline per read, never one held open across `yield` (it would cancel the consumer).
-                try:
-                    async with asyncio.timeout_at(end):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    outcome, status = "ok", 200
-                    return
-                except TimeoutError as exc:
-                    raise UpstreamError(
-                        f"{route.backend.name} did not finish the stream within {deadlines.total:g} s",
-                        status=504,
-                        retryable=True,
-                        code="upstream_timeout",
-                    ) from exc
+            async for chunk in chunks:
                 yield chunk
+            outcome, status = "ok", 200
         except UpstreamError as exc:
             outcome, status, at_fault = exc.code, exc.upstream_status, backend_at_fault(exc)
             raise
@@ -226,17 +212,11 @@ class Dispatcher:
             self._report(route, outcome, started, status, at_fault=at_fault)
 
 
-async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], deadlines: Deadlines, backend: str) -> dict[str, Any]:
+async def _first_chunk(chunks: AsyncIterator[dict[str, Any]], backend: str) -> dict[str, Any]:
     try:
-        async with asyncio.timeout(deadlines.first_byte):
-            return await anext(chunks)
+        return await anext(chunks)
     except StopAsyncIteration:
         raise UpstreamError(f"{backend} ended the stream before sending anything", status=502, retryable=True) from None
-    except TimeoutError as exc:
-        await _close(chunks)
-        raise UpstreamError(
-            f"{backend} sent nothing within {deadlines.first_byte:g} s", status=504, retryable=True, code="upstream_timeout"
-        ) from exc
 
 
 async def _close(chunks: AsyncIterator[dict[str, Any]]) -> None:

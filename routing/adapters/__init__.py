@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from .anthropic import AnthropicAdapter
-from .base import Adapter, BackendConfig, UpstreamError
+from .base import Adapter, BackendConfig, Operation, UpstreamError
 from .gemini import GeminiAdapter
 from .http import shared_client
 from .mock import MockAdapter
@@ -36,4 +36,4 @@ def adapter_for(backend: BackendConfig) -> Adapter:
     )
 
 
-__all__ = ["ADAPTERS", "Adapter", "BackendConfig", "UpstreamError", "adapter_for"]
+__all__ = ["ADAPTERS", "Adapter", "BackendConfig", "Operation", "UpstreamError", "adapter_for"]

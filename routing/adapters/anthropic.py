@@ -12,11 +12,10 @@ Checked against the Messages and streaming API references and the official SDK's
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 from .base import UpstreamError
-from .native import NativeAdapter, event_json
+from .http import HttpAdapter
 from .openai_shapes import (
     DEFAULT_MAX_TOKENS,
     ChunkWriter,
@@ -32,6 +31,7 @@ from .openai_shapes import (
     unsupported,
     usage,
 )
+from .sse import SSEvent, event_json
 
 API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -245,7 +245,8 @@ class StreamTranslator:
         self.tool_index: dict[int, int] = {}  # content block index -> OpenAI tool_calls index
         self.done = False
 
-    def feed(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, event: SSEvent) -> list[dict[str, Any]]:
+        data = event_json(event, "Anthropic")
         kind = data.get("type")
         if kind == "message_start":
             message = data.get("message") or {}
@@ -281,8 +282,15 @@ class StreamTranslator:
         # ping, content_block_stop, thinking blocks and event types added later carry nothing to forward.
         return []
 
+    def close(self) -> list[dict[str, Any]]:
+        if not self.done:
+            raise UpstreamError(
+                "Anthropic ended the stream before message_stop", status=502, retryable=True, code="upstream_stream_broken"
+            )
+        return []
 
-class AnthropicAdapter(NativeAdapter):
+
+class AnthropicAdapter(HttpAdapter):
     kind = "anthropic"
     label = "Anthropic"
 
@@ -308,19 +316,6 @@ class AnthropicAdapter(NativeAdapter):
         payload = self.payload({**body, "stream": False})
         return to_completion(await self.post_json(self.url(), payload, self.headers()))
 
-    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         payload = self.payload({**body, "stream": True})
-        translator = StreamTranslator(model=body.get("model", ""))
-        async with aclosing(self.stream_events(self.url(), payload, self.headers())) as events:
-            async for event in events:
-                try:
-                    chunks = translator.feed(event_json(event, self.label))
-                except UpstreamError as exc:
-                    raise self.scrubbed(exc) from None
-                for chunk in chunks:
-                    yield chunk
-                if translator.done:
-                    return
-        raise UpstreamError(
-            "Anthropic ended the stream before message_stop", status=502, retryable=True, code="upstream_stream_broken"
-        )
+        return self.stream(self.url(), payload, self.headers(), StreamTranslator(model=body.get("model", "")))

@@ -10,6 +10,7 @@ inside its adapter, so the pipeline never learns which provider it is talking to
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -44,25 +45,6 @@ class BackendConfig:
         return os.environ.get(self.api_key_env) or None
 
 
-@dataclass(frozen=True, slots=True)
-class Deadlines:
-    """Seconds to connect, to the first streamed chunk, and for the whole call (stream included).
-
-    `first_byte` only bounds streams: a non-streaming answer's first byte comes when the whole
-    answer is ready, so there it is `total` that counts.
-    """
-
-    connect: float
-    first_byte: float
-    total: float
-
-    @classmethod
-    def for_backend(cls, backend: BackendConfig, total: float) -> Deadlines:
-        connect = backend.connect_timeout or min(5.0, total)
-        first_byte = backend.first_byte_timeout or total
-        return cls(connect=min(connect, total), first_byte=min(first_byte, total), total=total)
-
-
 class UpstreamError(Exception):
     """A provider call that failed. `status` is what the client should get (502/503/504/4xx).
 
@@ -89,50 +71,53 @@ class UpstreamError(Exception):
         self.retry_after = retry_after
 
 
+class Operation(enum.StrEnum):
+    """What a caller can ask of a backend."""
+
+    CHAT = "chat"
+    CHAT_STREAM = "chat_stream"
+    EMBEDDINGS = "embeddings"
+
+
 class Adapter:
-    """Base class: one subclass per provider `kind`, constructed per call (it is cheap)."""
+    """Base class: one subclass per provider `kind`, constructed per call (it is cheap).
+
+    Every API the gateway serves (chat completions, embeddings, and the doors that translate
+    other APIs into chat) reaches a backend through these three calls. `operations` says which
+    of them a kind can serve, so a caller can refuse an operation in its own API's shape
+    before it spends anything on the request; `label` is the provider's name for messages.
+    """
 
     kind: ClassVar[str]
+    label: ClassVar[str]
+    operations: ClassVar[frozenset[Operation]] = frozenset()
 
     def __init__(self, *, client: httpx.AsyncClient, backend: BackendConfig, default_timeout: float) -> None:
         self.client = client
         self.backend = backend
         self.timeout = backend.timeout or default_timeout
 
-    @property
-    def deadlines(self) -> Deadlines:
-        return Deadlines.for_backend(self.backend, self.timeout)
+    @classmethod
+    def supports(cls, operation: Operation) -> bool:
+        return operation in cls.operations
 
-    def secrets(self) -> list[str]:
-        """Every credential this adapter sends, to be scrubbed from what providers echo back."""
-        credential = self.backend.credential()
-        return [credential] if credential else []
-
-    def redact(self, text: str) -> str:
-        """Providers sometimes echo what they were sent; the gateway's key must not go further."""
-        for secret in self.secrets():
-            if len(secret) >= 8:  # a short value would blank out ordinary words, and guards nothing
-                text = text.replace(secret, "[redacted]")
-        return text
-
-    def scrubbed(self, exc: UpstreamError) -> UpstreamError:
-        exc.message = self.redact(exc.message)
-        exc.args = (exc.message,)
-        return exc
+    def _unsupported(self, operation: Operation) -> UpstreamError:
+        return UpstreamError(f"backend kind '{self.kind}' does not support {operation.value}", status=400)
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """Non-streaming chat: return an OpenAI `chat.completion` dict, `usage` included."""
-        raise UpstreamError(f"backend kind '{self.kind}' does not support chat completions", status=400)
+        raise self._unsupported(Operation.CHAT)
 
     def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Streaming chat: yield OpenAI `chat.completion.chunk` dicts.
+        """Streaming chat: OpenAI `chat.completion.chunk` dicts.
 
         The body has `stream: true` and `stream_options.include_usage: true`; the last chunk
         carries `usage` with empty `choices` (the pipeline strips it if the client did not
         ask for it). The iterator must release the upstream connection when closed early.
+        A request the adapter cannot translate may raise here, before iteration starts.
         """
-        raise UpstreamError(f"backend kind '{self.kind}' does not support streaming", status=400)
+        raise self._unsupported(Operation.CHAT_STREAM)
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         """Return an OpenAI embeddings `list` dict, `usage` included."""
-        raise UpstreamError(f"backend kind '{self.kind}' does not support embeddings", status=400)
+        raise self._unsupported(Operation.EMBEDDINGS)

@@ -18,13 +18,12 @@ import json
 import math
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any, NoReturn
 
 import httpx
 
-from .base import UpstreamError
-from .native import NativeAdapter, event_json
+from .base import Operation, UpstreamError
+from .http import HttpAdapter
 from .openai_shapes import (
     ChunkWriter,
     completion,
@@ -39,6 +38,7 @@ from .openai_shapes import (
     unsupported,
     usage,
 )
+from .sse import SSEvent, event_json
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
@@ -288,7 +288,12 @@ class StreamTranslator:
         self.tool_calls = 0
         self.native_finish: str | None = None
 
-    def feed(self, response: dict[str, Any]) -> list[dict[str, Any]]:
+    @property
+    def done(self) -> bool:
+        return False  # Gemini marks no end: the stream's last event has the finish reason
+
+    def feed(self, event: SSEvent) -> list[dict[str, Any]]:
+        response = event_json(event, "Gemini")
         if isinstance(response.get("error"), dict):
             raise stream_error(response["error"])
         if response.get("responseId") and not self.out.started:
@@ -330,9 +335,10 @@ def _embedding_inputs(value: Any) -> tuple[list[str], bool]:
     raise unsupported("Gemini embedding backends take a string or a list of strings, not token ids")
 
 
-class GeminiAdapter(NativeAdapter):
+class GeminiAdapter(HttpAdapter):
     kind = "gemini"
     label = "Gemini"
+    operations = frozenset({Operation.CHAT, Operation.CHAT_STREAM, Operation.EMBEDDINGS})
 
     def url(self, model: str, method: str) -> str:
         base = (self.backend.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -363,20 +369,10 @@ class GeminiAdapter(NativeAdapter):
         response = await self.post_json(self.url(model, "generateContent"), self.payload(body), self.headers())
         return to_completion(response, model)
 
-    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         model = body["model"]
         url = self.url(model, "streamGenerateContent") + "?alt=sse"
-        translator = StreamTranslator(model=model)
-        async with aclosing(self.stream_events(url, self.payload(body), self.headers())) as events:
-            async for event in events:
-                try:
-                    chunks = translator.feed(event_json(event, self.label))
-                except UpstreamError as exc:
-                    raise self.scrubbed(exc) from None
-                for chunk in chunks:
-                    yield chunk
-        for chunk in translator.close():
-            yield chunk
+        return self.stream(url, self.payload(body), self.headers(), StreamTranslator(model=model))
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         model = str(body["model"]).removeprefix("models/")

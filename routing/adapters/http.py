@@ -1,21 +1,33 @@
-"""The one shared upstream HTTP client per worker process, and HTTP error mapping."""
+"""The HTTP layer every remote adapter stands on; adapters above it only translate.
+
+One job: send a provider request and hand back its JSON answer, or its event stream
+translated to OpenAI chunks, turning every way the call can fail into an UpstreamError
+that names its cause and never carries the provider credential. Every request carries the
+W3C `traceparent` of the request being served (a new span per attempt).
+
+The backend's deadlines are enforced here and nowhere else (the dispatcher above has none):
+- connect: httpx's connect timeout, so a host that never accepts fails on it, not on the total;
+- first byte (streams): until the first translated chunk — an event that translates to
+  nothing (a ping, Anthropic's message_start) does not count, since the first chunk is what
+  commits the dispatcher to this backend;
+- total: the whole call, a stream included, from the moment the request is sent.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol
 
-import aiohttp
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-from .base import UpstreamError
-
-# Error codes OpenAI-compatible providers give a prompt their content policy refused.
-CONTENT_POLICY_CODES = frozenset({"content_filter", "content_policy_violation"})
+from ..trace import traceparent_headers
+from .base import Adapter, BackendConfig, Operation, UpstreamError
+from .errors import no_response, raise_for_upstream
+from .sse import SSEvent, iter_sse
 
 _client: tuple[asyncio.AbstractEventLoop | None, httpx.AsyncClient] | None = None
 
@@ -43,112 +55,171 @@ def shared_client() -> httpx.AsyncClient:
     return _client[1]
 
 
-def is_timeout(exc: BaseException) -> bool:
-    """Whether a failure before the response was a deadline rather than a refusal.
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Seconds to connect, to the first streamed chunk, and for the whole call (stream included).
 
-    httpx-aiohttp maps every aiohttp connection error, a refused connection included, to
-    httpx.ConnectTimeout; the aiohttp cause tells the two apart.
+    `first_byte` only bounds streams: a non-streaming answer's first byte comes when the whole
+    answer is ready, so there it is `total` that counts.
     """
-    if isinstance(exc, TimeoutError):
-        return True
-    if not isinstance(exc, httpx.TimeoutException):
-        return False
-    cause = exc.__cause__
-    return not (isinstance(cause, aiohttp.ClientError) and not isinstance(cause, TimeoutError))
+
+    connect: float
+    first_byte: float
+    total: float
+
+    @classmethod
+    def for_backend(cls, backend: BackendConfig, total: float) -> Deadlines:
+        connect = backend.connect_timeout or min(5.0, total)
+        first_byte = backend.first_byte_timeout or total
+        return cls(connect=min(connect, total), first_byte=min(first_byte, total), total=total)
 
 
-def is_connect_timeout(exc: BaseException) -> bool:
-    """Whether the deadline that passed was the connect one (the backend's `connect_timeout`)."""
-    if not is_timeout(exc):
-        return False
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientError):  # httpx-aiohttp calls every timeout a ConnectTimeout
-        return isinstance(cause, aiohttp.ConnectionTimeoutError)
-    return isinstance(exc, httpx.ConnectTimeout)
+class StreamTranslator(Protocol):
+    """A provider's events in, OpenAI chunks out; one instance per stream."""
+
+    @property
+    def done(self) -> bool:
+        """The provider said the stream is complete (anything after is not read)."""
+        ...
+
+    def feed(self, event: SSEvent) -> list[dict[str, Any]]:
+        """The chunks one event makes (often none); raises UpstreamError for an error event."""
+        ...
+
+    def close(self) -> list[dict[str, Any]]:
+        """The chunks due when the stream ends; raises UpstreamError if it ended too soon."""
+        ...
 
 
-def raise_for_upstream(response: httpx.Response, body: bytes, *, provider: str) -> None:
-    """Turn a non-2xx provider response into an UpstreamError the client can act on.
+class HttpAdapter(Adapter):
+    """An adapter that reaches its provider over HTTP (every kind but `mock`)."""
 
-    Client-side faults the provider reports (400, 404 model, 413, 422) are passed on as 400 so
-    the caller can fix the request; the provider's own auth failures are the operator's
-    problem, so the client gets 502, never the provider's 401 (its key is not the client's).
-    """
-    status = response.status_code
-    message = _provider_message(body) or f"HTTP {status}"
-    retry_after = _retry_after(response)
-    detail = f"{provider} returned {status}: {message}"
-    if status == 429:
-        raise UpstreamError(
-            detail, status=429, retryable=True, upstream_status=status, code="upstream_rate_limited", retry_after=retry_after
-        )
-    if status in (401, 403):
-        raise UpstreamError(
-            f"{provider} rejected the gateway's credentials ({status})",
-            status=502,
-            upstream_status=status,
-            code="upstream_auth_failed",
-        )
-    if status in (400, 404, 413, 422):
-        # A provider's own content policy refusing the prompt (Azure's content filter, OpenAI's
-        # moderation) keeps its name, as a Gemini block does, so clients can tell it from a typo.
-        code = "content_filter" if _provider_code(body) in CONTENT_POLICY_CODES else "upstream_invalid_request"
-        raise UpstreamError(detail, status=400, upstream_status=status, code=code)
-    if status in (503, 529):
-        raise UpstreamError(
-            detail, status=503, retryable=True, upstream_status=status, code="upstream_overloaded", retry_after=retry_after
-        )
-    raise UpstreamError(detail, status=502, retryable=status >= 500, upstream_status=status)
+    operations = frozenset({Operation.CHAT, Operation.CHAT_STREAM})
 
+    @property
+    def deadlines(self) -> Deadlines:
+        return Deadlines.for_backend(self.backend, self.timeout)
 
-_NOT_JSON = object()
+    # ── credentials ──
+    def secrets(self) -> list[str]:
+        """Every credential this adapter sends, to be scrubbed from what providers echo back."""
+        credential = self.backend.credential()
+        return [credential] if credential else []
 
+    def redact(self, text: str) -> str:
+        """Providers sometimes echo what they were sent; the gateway's key must not go further."""
+        for secret in self.secrets():
+            if len(secret) >= 8:  # a short value would blank out ordinary words, and guards nothing
+                text = text.replace(secret, "[redacted]")
+        return text
 
-def _provider_error(body: bytes) -> Any:
-    """The provider's `error` member (or its whole JSON answer); None if that is no object."""
-    try:
-        payload: Any = json.loads(body)
-    except ValueError:
-        return _NOT_JSON
-    if isinstance(payload, list) and payload:  # Gemini wraps errors in a list when streaming
-        payload = payload[0]
-    return payload.get("error", payload) if isinstance(payload, dict) else None
+    def scrubbed(self, exc: UpstreamError) -> UpstreamError:
+        exc.message = self.redact(exc.message)
+        exc.args = (exc.message,)
+        return exc
 
+    # ── errors ──
+    def raise_for_status(self, response: httpx.Response, raw: bytes) -> NoReturn:
+        """Map a non-2xx answer; subclasses refine it for provider quirks, then call this."""
+        raise_for_upstream(response, raw, provider=self.label)
+        raise UpstreamError(f"{self.label} returned HTTP {response.status_code}", status=502)
 
-def _provider_code(body: bytes) -> str:
-    error = _provider_error(body)
-    return str(error.get("code") or "") if isinstance(error, dict) else ""
-
-
-def _provider_message(body: bytes) -> str:
-    error = _provider_error(body)
-    if error is _NOT_JSON:
-        return body[:200].decode("utf-8", "replace").strip()
-    if isinstance(error, dict):
-        return str(error.get("message") or error.get("type") or "")[:500]
-    return "" if error is None else str(error)[:500]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds the provider asks us to wait: OpenAI and Azure's `retry-after-ms`, else
-    `Retry-After` in either of its RFC 9110 forms (seconds, or an HTTP date)."""
-    milliseconds = response.headers.get("retry-after-ms")
-    if milliseconds is not None:
+    def _fail(self, response: httpx.Response, raw: bytes) -> NoReturn:
         try:
-            return max(0.0, float(milliseconds) / 1000.0)
-        except ValueError:
-            pass
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+            self.raise_for_status(response, raw)
+        except UpstreamError as exc:
+            raise self.scrubbed(exc) from None
+
+    def _no_response(self, exc: Exception, url: str, what: str, seconds: float) -> UpstreamError:
+        return self.scrubbed(
+            no_response(
+                exc, provider=self.label, backend=self.backend.name, url=url,
+                connect=self.deadlines.connect, what=what, seconds=seconds,
+            )
+        )  # fmt: skip
+
+    def _timed_out(self, what: str, seconds: float) -> UpstreamError:
+        return UpstreamError(f"{self.label} {what} within {seconds:g} s", status=504, retryable=True, code="upstream_timeout")
+
+    # ── calls ──
+    def _request(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> httpx.Request:
+        # httpx's own timeouts: the connect one is the deadline that counts; the others only
+        # back up the asyncio deadlines below.
+        timeout = httpx.Timeout(self.deadlines.total, connect=self.deadlines.connect)
+        return self.client.build_request("POST", url, json=payload, headers={**headers, **traceparent_headers()}, timeout=timeout)
+
+    async def post_json(self, url: str, payload: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """POST `payload` and return the JSON object answered, within the total deadline."""
+        total = self.deadlines.total
+        request = self._request(url, payload, headers)
+        try:
+            async with asyncio.timeout(total):
+                response = await self.client.send(request)
+                raw = await response.aread()
+        except (TimeoutError, httpx.TransportError) as exc:
+            raise self._no_response(exc, url, "did not answer", total) from exc
+        if response.status_code >= 400:
+            self._fail(response, raw)
+        try:
+            result = json.loads(raw)
+        except ValueError as exc:
+            raise UpstreamError(f"{self.label} returned a body that is not JSON", status=502) from exc
+        if not isinstance(result, dict):
+            raise UpstreamError(f"{self.label} returned JSON that is not an object", status=502)
+        return result
+
+    async def stream(
+        self, url: str, payload: dict[str, Any], headers: dict[str, str], translator: StreamTranslator
+    ) -> AsyncIterator[dict[str, Any]]:
+        """POST `payload` and yield its SSE events translated to OpenAI chunks; closes the
+        upstream connection however iteration ends."""
+        deadlines = self.deadlines
+        started = asyncio.get_running_loop().time()
+        end = started + deadlines.total
+        first_by = min(end, started + deadlines.first_byte)
+        request = self._request(url, payload, headers)
+        try:
+            async with asyncio.timeout_at(first_by):
+                response = await self.client.send(request, stream=True)
+        except (TimeoutError, httpx.TransportError) as exc:
+            raise self._no_response(exc, url, "did not start answering", first_by - started) from exc
+        events = iter_sse(response)
+        sent = False
+        try:
+            if response.status_code >= 400:
+                async with asyncio.timeout_at(end):
+                    raw = await response.aread()
+                self._fail(response, raw)
+            while not translator.done:
+                # A deadline per read, never one held open across `yield` (it would cancel
+                # whatever the consumer does in between).
+                try:
+                    async with asyncio.timeout_at(end if sent else first_by):
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    break
+                for chunk in self._translated(translator.feed, event):
+                    sent = True
+                    yield chunk
+            for chunk in self._translated(translator.close):
+                yield chunk
+        except TimeoutError as exc:
+            if sent:
+                raise self._timed_out("did not finish the stream", deadlines.total) from exc
+            raise self._timed_out("sent nothing", first_by - started) from exc
+        except httpx.TransportError as exc:
+            # After the headers every transport error is a broken stream (httpx-aiohttp calls
+            # a dropped connection a connect timeout). Retryable: the dispatcher only retries
+            # or fails over before the first chunk went out.
+            raise UpstreamError(
+                f"{self.label} broke the stream ({type(exc).__name__})", status=502, retryable=True, code="upstream_stream_broken"
+            ) from exc
+        finally:
+            await events.aclose()
+            await response.aclose()
+
+    def _translated(self, step: Callable[..., list[dict[str, Any]]], *args: Any) -> list[dict[str, Any]]:
+        try:
+            return step(*args)
+        except UpstreamError as exc:
+            raise self.scrubbed(exc) from None

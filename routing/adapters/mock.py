@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import Adapter
+from .base import Adapter, Operation
 
 
 def _text_of(content: Any) -> str:
@@ -33,6 +33,8 @@ def _count(text: str) -> int:
 
 class MockAdapter(Adapter):
     kind = "mock"
+    label = "Mock"
+    operations = frozenset({Operation.CHAT, Operation.CHAT_STREAM, Operation.EMBEDDINGS})
 
     def _reply(self, body: dict[str, Any]) -> tuple[str, int]:
         messages = body.get("messages", [])

@@ -1,27 +1,51 @@
 """The OpenAI-compatible family: OpenAI itself, Azure OpenAI, vLLM and Ollama's /v1.
 
 They share the wire format, so they share one implementation; subclasses only differ in
-where the request goes and how it authenticates.
+where the request goes and how it authenticates. The wire format being the gateway's own,
+translation is small: stream frames pass through, `[DONE]` ends the stream.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from typing import Any
 
-import httpx
-
-from .base import Adapter, UpstreamError
-from .http import is_connect_timeout, is_timeout, raise_for_upstream
-from .sse import iter_sse
+from .base import Operation, UpstreamError
+from .http import HttpAdapter
+from .sse import SSEvent
 
 
-class OpenAICompatibleAdapter(Adapter):
+class ChunkStream:
+    """OpenAI's own stream: each `data:` frame is a chunk; an `error` frame fails the stream."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.done = False
+
+    def feed(self, event: SSEvent) -> list[dict[str, Any]]:
+        if event.data == "[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = json.loads(event.data)
+        except ValueError as exc:
+            raise UpstreamError(f"{self.provider} sent a stream event that is not JSON", status=502) from exc
+        if isinstance(chunk, dict) and "error" in chunk:
+            error = chunk["error"]
+            message = error.get("message", "") if isinstance(error, dict) else str(error)
+            raise UpstreamError(f"{self.provider} reported an error mid-stream: {message}", status=502)
+        return [chunk]
+
+    def close(self) -> list[dict[str, Any]]:
+        return []
+
+
+class OpenAICompatibleAdapter(HttpAdapter):
     kind = "openai"
     label = "OpenAI"
+    operations = frozenset({Operation.CHAT, Operation.CHAT_STREAM, Operation.EMBEDDINGS})
 
     def url(self, path: str, body: dict[str, Any]) -> str:
         return self.backend.base_url.rstrip("/") + path
@@ -33,103 +57,17 @@ class OpenAICompatibleAdapter(Adapter):
     def prepare(self, body: dict[str, Any]) -> dict[str, Any]:
         return body
 
-    def _timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.timeout, connect=self.deadlines.connect)
-
-    def _not_reached(self, exc: Exception) -> UpstreamError:
-        """A failure before any response: a deadline (504) or a refusal (502), both retryable.
-
-        The production client (httpx on aiohttp) reports a refused connection as a connect
-        timeout; `is_timeout` tells them apart, so a backend that is down is retried at once
-        rather than reported as slow.
-        """
-        if is_connect_timeout(exc):
-            return UpstreamError(
-                f"{self.label} did not accept the connection within {self.deadlines.connect:g} s",
-                status=504,
-                retryable=True,
-                code="upstream_timeout",
-            )
-        if is_timeout(exc):
-            return UpstreamError(
-                f"{self.label} did not answer within {self.timeout:g} s", status=504, retryable=True, code="upstream_timeout"
-            )
-        # The class name only: httpx messages can carry the URL.
-        return UpstreamError(
-            f"{self.label} is unreachable ({type(exc).__name__})", status=502, retryable=True, code="upstream_unreachable"
-        )
-
-    def _fail(self, response: httpx.Response, raw: bytes) -> NoReturn:
-        try:
-            raise_for_upstream(response, raw, provider=self.label)
-        except UpstreamError as exc:
-            raise self.scrubbed(exc) from None
-        raise UpstreamError(f"{self.label} returned HTTP {response.status_code}", status=502)
-
-    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        payload = self.prepare(body)
-        try:
-            async with asyncio.timeout(self.timeout):
-                response = await self.client.post(
-                    self.url(path, payload), json=payload, headers=self.headers(), timeout=self._timeout()
-                )
-                raw = await response.aread()
-        except (TimeoutError, httpx.TransportError) as exc:
-            raise self._not_reached(exc) from exc
-        if response.status_code >= 400:
-            self._fail(response, raw)
-        try:
-            result: dict[str, Any] = json.loads(raw)
-        except ValueError as exc:
-            raise UpstreamError(f"{self.label} returned a body that is not JSON", status=502) from exc
-        return result
-
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._post_json("/chat/completions", body)
+        payload = self.prepare(body)
+        return await self.post_json(self.url("/chat/completions", payload), payload, self.headers())
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._post_json("/embeddings", body)
-
-    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         payload = self.prepare(body)
-        request = self.client.build_request(
-            "POST", self.url("/chat/completions", payload), json=payload, headers=self.headers(), timeout=self._timeout()
-        )
-        try:
-            response = await self.client.send(request, stream=True)
-        except (TimeoutError, httpx.TransportError) as exc:
-            raise self._not_reached(exc) from exc
-        try:
-            if response.status_code >= 400:
-                self._fail(response, await response.aread())
-            async for event in iter_sse(response):
-                if event.data == "[DONE]":
-                    return
-                try:
-                    chunk = json.loads(event.data)
-                except ValueError as exc:
-                    raise UpstreamError(f"{self.label} sent a stream event that is not JSON", status=502) from exc
-                if isinstance(chunk, dict) and "error" in chunk:
-                    error = chunk["error"]
-                    message = error.get("message", "") if isinstance(error, dict) else str(error)
-                    raise self.scrubbed(UpstreamError(f"{self.label} reported an error mid-stream: {message}", status=502))
-                yield chunk
-        except httpx.TimeoutException as exc:
-            if is_timeout(exc):
-                raise UpstreamError(
-                    f"{self.label} stalled for more than {self.timeout:g} s", status=504, retryable=True, code="upstream_timeout"
-                ) from exc
-            raise self._broken(exc) from exc
-        except httpx.TransportError as exc:
-            raise self._broken(exc) from exc
-        finally:
-            await response.aclose()
+        return await self.post_json(self.url("/embeddings", payload), payload, self.headers())
 
-    def _broken(self, exc: Exception) -> UpstreamError:
-        # Retryable: the dispatcher only retries or fails over before the first chunk went out.
-        return UpstreamError(
-            f"{self.label} broke the stream ({type(exc).__name__})", status=502, retryable=True, code="upstream_stream_broken"
-        )
+    def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        payload = self.prepare(body)
+        return self.stream(self.url("/chat/completions", payload), payload, self.headers(), ChunkStream(self.label))
 
 
 class _SystemRoleOnly(OpenAICompatibleAdapter):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
+
+from .base import UpstreamError
 
 
 @dataclass(slots=True)
@@ -14,7 +18,7 @@ class SSEvent:
     data: str
 
 
-async def iter_sse(response: httpx.Response) -> AsyncIterator[SSEvent]:
+async def iter_sse(response: httpx.Response) -> AsyncGenerator[SSEvent, None]:
     """Yield events per the SSE spec: fields until a blank line; multi-line data joined by \\n."""
     event = ""
     data: list[str] = []
@@ -55,3 +59,14 @@ def _line_end(buffer: bytes) -> tuple[int, int] | None:
     if cr + 1 == len(buffer):
         return None  # a CRLF may be split across chunks: wait for more bytes
     return cr, 2 if buffer[cr + 1] == 0x0A else 1
+
+
+def event_json(event: SSEvent, provider: str) -> dict[str, Any]:
+    """An event's data as the JSON object providers send; UpstreamError if it is not one."""
+    try:
+        data = json.loads(event.data)
+    except ValueError as exc:
+        raise UpstreamError(f"{provider} sent a stream event that is not JSON", status=502) from exc
+    if not isinstance(data, dict):
+        raise UpstreamError(f"{provider} sent a stream event that is not a JSON object", status=502)
+    return data

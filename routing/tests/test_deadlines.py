@@ -1,9 +1,11 @@
-"""The connect deadline, on the client the gateway really uses (httpx on aiohttp)."""
+"""Deadlines enforced by the adapters' HTTP layer, on the client the gateway really uses (httpx on aiohttp)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +13,10 @@ import pytest
 from httpx_aiohttp import HttpxAiohttpClient
 
 from routing.adapters import ADAPTERS, BackendConfig, UpstreamError
+from routing.adapters.anthropic import AnthropicAdapter
+from tests.fakes.adapters import stream
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.base import Reply, sse_lines
 
 
 @pytest.fixture
@@ -49,4 +55,29 @@ def test_a_backend_that_never_accepts_fails_on_its_connect_deadline(unaccepting_
         asyncio.run(call())
     # Named for the deadline that passed (not the 60 s total), and a 504 the dispatcher fails over.
     assert (caught.value.status, caught.value.code) == (504, "upstream_timeout")
-    assert "did not accept the connection within 0.3 s" in caught.value.message
+    assert caught.value.message.endswith(
+        f"backend '{kind}' at 127.0.0.1:{unaccepting_port} did not accept the connection within 0.3 s"
+    )
+
+
+def test_events_that_carry_no_content_do_not_meet_the_first_chunk_deadline() -> None:
+    # Anthropic opens with message_start and pings: the first *chunk* is what commits the
+    # dispatcher to a backend, so a stream that only says it is alive fails over in time.
+    silent = [("message_start", json.dumps({"type": "message_start", "message": {"id": "msg_1", "usage": {}}}))]
+    silent += [("ping", json.dumps({"type": "ping"}))] * 6
+    fake = FakeAnthropic()
+    fake.start()
+    fake.fail_next(Reply(chunks=list(sse_lines(iter(silent))), chunk_delay=0.2))
+    config = BackendConfig(
+        name="claude", kind="anthropic", base_url=fake.base_url, location="cloud", timeout=30, first_byte_timeout=0.5
+    )
+    started = time.monotonic()
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            stream(AnthropicAdapter, config, {"model": "claude", "messages": [{"role": "user", "content": "hi"}]})
+    finally:
+        fake.stop()
+
+    assert (caught.value.status, caught.value.code) == (504, "upstream_timeout")
+    assert caught.value.message == "Anthropic sent nothing within 0.5 s"
+    assert time.monotonic() - started < 1.1

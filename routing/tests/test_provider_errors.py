@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from routing.adapters.base import UpstreamError
-from routing.adapters.http import raise_for_upstream
+from routing.adapters.errors import raise_for_upstream
 
 
 def refusal(status: int, headers: dict[str, str]) -> UpstreamError:
