@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-from .adapters.http import is_timeout, shared_client
+from .adapters.errors import NoResponse, why_no_response
+from .adapters.http import shared_client
 from .adapters.sse import iter_sse
 
 # The handshake revision we ask upstream servers for; older ones they may answer with are
@@ -201,6 +202,8 @@ def _parse(data: str | bytes) -> Any:
 
 
 def _transport_error(target: McpTarget, exc: httpx.HTTPError) -> McpUpstreamError:
-    if is_timeout(exc):
+    why = why_no_response(exc)
+    if why in (NoResponse.CONNECT_TIMEOUT, NoResponse.TIMEOUT):
         return McpUpstreamError(f"MCP server '{target.name}' did not answer within {target.timeout:g} s", timeout=True)
-    return McpUpstreamError(f"MCP server '{target.name}' is unreachable ({type(exc).__name__})", code="upstream_unreachable")
+    reason = why.value.replace("_", " ")
+    return McpUpstreamError(f"MCP server '{target.name}' is unreachable ({reason})", code="upstream_unreachable")

@@ -49,7 +49,7 @@ from teams.tools import server_may_match, tool_allowed
 from .audit_record import request_record
 from .context import Attempt, DlpFinding, RequestContext
 from .db import run_db
-from .errors import Decision, GatewayError, dlp_blocked, limits_unavailable
+from .errors import Decision, GatewayError, dlp_blocked, limit_exceeded, limits_unavailable
 from .views import client_ip
 
 logger = logging.getLogger("synapse.mcp")
@@ -488,7 +488,7 @@ async def _tools_call(ctx: RequestContext, call: McpCall, params: dict[str, Any]
     if reservation.unavailable:
         _enforce(ctx, True, limits_unavailable())
     for breach in reservation.breaches:
-        _enforce(ctx, True, breach.error())
+        _enforce(ctx, True, limit_exceeded(breach))
     # 5. the upstream call, with the gateway's credential for that server
     started = time.perf_counter()
     try:

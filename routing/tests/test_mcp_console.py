@@ -11,6 +11,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record_mcp
 from routing.models import McpServer
 from routing.services import mcp_server_error_record, routing_import
+from synapse.audit_record import request_record
 from synapse.context import DlpFinding, RequestContext
 from teams.models import Classification, Team
 from teams.selectors import api_key_authenticate
@@ -61,7 +62,9 @@ def test_a_tool_call_row_shows_server_tool_and_decision(console: Client, team: T
     ctx.model_requested = "crm__add_note"
     ctx.dlp_findings.append(DlpFinding(direction="arguments", category="AWS_CREDENTIAL", pattern="aws", action="block"))
     ctx.reject(decision="blocked_dlp", status=200, code="dlp_blocked", message="blocked")
-    row = audit_record_mcp(ctx, rpc_method="tools/call", server="crm", tool="add_note", arguments={"note": "x"})
+    row = audit_record_mcp(
+        record=request_record(ctx), rpc_method="tools/call", server="crm", tool="add_note", arguments={"note": "x"}
+    )
     assert (row.event_type, row.model, row.backend) == ("tool_call", "crm__add_note", "crm")
     chain = dict((stage, (verdict, detail)) for stage, verdict, detail in row.decision_chain())
     assert chain["request"] == ("passed", "mcp · tools/call · tool crm__add_note")
