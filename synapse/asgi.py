@@ -32,6 +32,9 @@ from django.core.exceptions import RequestAborted  # noqa: E402
 from audit.alerts.background import with_background_tasks  # noqa: E402
 
 from .middleware import request_id_middleware  # noqa: E402
+from .probes import PATHS as PROBE_PATHS  # noqa: E402
+from .probes import probes  # noqa: E402
+from .tracing import with_trace_context  # noqa: E402
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -89,11 +92,14 @@ class ApiASGIHandler(ASGIHandler):
 
 
 api_application = ApiASGIHandler()
+traced_api_application = with_trace_context(api_application)
 
 
 async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http" and (scope["path"] == "/v1" or scope["path"].startswith("/v1/")):
-        await api_application(scope, receive, send)
+        await traced_api_application(scope, receive, send)
+    elif scope["type"] == "http" and scope["path"] in PROBE_PATHS:
+        await probes(scope, receive, send)
     else:
         await console_application(scope, receive, send)
 

@@ -56,6 +56,7 @@ from .errors import (
     model_not_allowed,
     upstream_failed,
 )
+from .observability import audit_observed
 from .schemas import first_error, validate_chat, validate_embeddings
 
 logger = logging.getLogger("synapse.pipeline")
@@ -206,7 +207,8 @@ def _record(ctx: RequestContext, disconnected: bool = False) -> None:
     # Circuit breaker: what this request's tries taught about its backends (usually nothing).
     if events := [(a.backend, a.health, a.outcome) for a in ctx.attempts if a.health]:
         backend_health_settle(events=events)
-    audit_record_request(ctx)
+    with audit_observed(ctx):  # metrics + the request's log line, once its row exists
+        audit_record_request(ctx)
     ctx.audited = True
     try:
         # After the row: the anomaly rules count audit rows, this one included.
