@@ -187,6 +187,10 @@ def start_gateway(*, database_url: str, workers: int = 2, extra_env: dict[str, s
         [
             str(Path(sys.executable).parent / "gunicorn"),
             "synapse.asgi:application",
+            # The production config (logging, metrics directory, control socket); the flags
+            # below override its worker count, address and grace period.
+            "-c",
+            "synapse/gunicorn_conf.py",
             "-k",
             "uvicorn_worker.UvicornWorker",
             "-w",
@@ -207,9 +211,9 @@ def start_gateway(*, database_url: str, workers: int = 2, extra_env: dict[str, s
         if process.poll() is not None:
             raise RuntimeError(f"gateway exited early:\n{log.read_text()[-3000:]}")
         try:
-            # The console's login page: up means the app is loaded, and unlike a /v1 probe it
-            # leaves no audit row in the test that happens to start the server.
-            if httpx.get(f"{base_url}/admin/login/", timeout=1).status_code == 200:
+            # The liveness probe: up means the app is loaded, and unlike a /v1 probe it leaves
+            # no audit row in the test that happens to start the server.
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 return Gateway(base_url, process, log)
         except httpx.TransportError:
             pass
