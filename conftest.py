@@ -179,7 +179,9 @@ class Gateway:
         return OpenAI(base_url=self.v1, api_key=key, max_retries=0, **kwargs)
 
 
-def start_gateway(*, database_url: str, workers: int = 2, extra_env: dict[str, str] | None = None) -> Gateway:
+def start_gateway(
+    *, database_url: str, workers: int = 2, extra_env: dict[str, str] | None = None, graceful_timeout: int = 2
+) -> Gateway:
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"synapse-gateway-{port}.log"
     env = {**os.environ, "DATABASE_URL": database_url, "SYNAPSE_LOG_LEVEL": "WARNING", **(extra_env or {})}
@@ -191,14 +193,12 @@ def start_gateway(*, database_url: str, workers: int = 2, extra_env: dict[str, s
             # below override its worker count, address and grace period.
             "-c",
             "synapse/gunicorn_conf.py",
-            "-k",
-            "uvicorn_worker.UvicornWorker",
             "-w",
             str(workers),
             "-b",
             f"127.0.0.1:{port}",
             "--graceful-timeout",
-            "2",
+            str(graceful_timeout),
         ],
         cwd=ROOT,
         env=env,

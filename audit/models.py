@@ -43,6 +43,7 @@ REFUSED_AT = {
     "upstream_error": "upstream",
     "upstream_timeout": "upstream",
     "client_disconnected": "upstream",
+    "cut_at_shutdown": "upstream",
 }
 
 

@@ -24,6 +24,7 @@ class Decision:
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     CLIENT_DISCONNECTED = "client_disconnected"
+    CUT_AT_SHUTDOWN = "cut_at_shutdown"  # still running when the worker's graceful shutdown ran out
     AUDIT_FAILURE = "audit_failure"
     INTERNAL_ERROR = "internal_error"
 

@@ -17,7 +17,7 @@ from synapse.logs import logging_config
 bind = f"{os.environ.get('SYNAPSE_BIND', '0.0.0.0')}:{os.environ.get('SYNAPSE_PORT', '8080')}"
 workers = int(os.environ.get("SYNAPSE_WORKERS", "2"))
 # uvicorn[standard] (httptools + uvloop): the pure-h11 path stalled proxied requests ~40 ms here.
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "synapse.worker.SynapseWorker"
 # Streams can last minutes; the worker heartbeat is separate from request time under uvicorn.
 timeout = int(os.environ.get("SYNAPSE_WORKER_TIMEOUT", "120"))
 # On SIGTERM each worker stops accepting and finishes its in-flight requests and streams; after

@@ -58,6 +58,7 @@ from .errors import (
 )
 from .observability import audit_observed
 from .schemas import first_error, validate_chat, validate_embeddings
+from .shutdown import disconnect_verdict
 
 logger = logging.getLogger("synapse.pipeline")
 
@@ -201,7 +202,7 @@ def _record(ctx: RequestContext, disconnected: bool = False) -> None:
     if ctx.audited:
         return
     if disconnected:
-        ctx.reject(decision=Decision.CLIENT_DISCONNECTED, status=499, code="client_disconnected", message="")
+        ctx.reject(**disconnect_verdict())  # the client left, or the worker cut it at shutdown
     # Settle the limit holds (never raises); the budget alerts below need the spend it returns.
     spend = _settle(ctx)
     # Circuit breaker: what this request's tries taught about its backends (usually nothing).
