@@ -1,4 +1,4 @@
-"""What an operator sees of each request: its metrics and its log line, taken at the audit write.
+"""What an operator sees of each request: metrics, log line and trace attributes, at the audit write.
 
 The pipeline wraps the audit write in `audit_observed(ctx)`: the write is timed (and counted if
 it fails), and once the row exists the request is counted and logged — so the request counter
@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from .metrics import audit_write_timer, observe_request
+from .otel import annotate
 from .request_log import log_request
 
 if TYPE_CHECKING:
@@ -28,5 +29,6 @@ def audit_observed(ctx: RequestContext) -> Iterator[None]:
     try:
         observe_request(ctx)
         log_request(ctx)
+        annotate(ctx)
     except Exception:
         logger.exception("metrics or log line failed for %s", ctx.request_id)

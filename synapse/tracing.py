@@ -14,7 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from routing.trace import current_traceparent
+
+from . import otel
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -59,22 +63,46 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
+_ROUTES = frozenset({"/v1/chat/completions", "/v1/embeddings", "/v1/models"})
+
+
 def with_trace_context(app: App) -> App:
-    """Set `current_traceparent` for the request and add `traceparent` to its response."""
+    """Set `current_traceparent` for the request and add `traceparent` to its response; with
+    OpenTelemetry on, the request's SERVER span is the gateway's span (synapse/otel.py)."""
 
     async def traced(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        span = span_for(_header(scope, b"traceparent"))
-        header = span.traceparent.encode()
-
-        async def send_with_trace(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", []), (b"traceparent", header)]}
-            await send(message)
-
-        token = current_traceparent.set(span.traceparent)
-        try:
-            await app(scope, receive, send_with_trace)
-        finally:
-            current_traceparent.reset(token)
+        incoming = _header(scope, b"traceparent")
+        if not otel.recording():
+            await _serve(app, scope, receive, send, span_for(incoming).traceparent)
+            return
+        # A span name from a fixed set: an unknown path must not create a new name per request.
+        route = scope["path"] if scope["path"] in _ROUTES else "/v1/*"
+        parent = otel.parent_context(incoming if incoming and parse(incoming) else None)
+        with otel.tracer().start_as_current_span(
+            f"{scope['method']} {route}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": scope["method"], "url.path": scope["path"], "http.route": route},
+        ) as span:
+            token = otel.request_span.set(span)
+            try:
+                await _serve(app, scope, receive, send, otel.traceparent_of(span))
+            finally:
+                otel.request_span.reset(token)
 
     return traced
+
+
+async def _serve(app: App, scope: dict[str, Any], receive: Any, send: Any, traceparent: str) -> None:
+    header = traceparent.encode()
+
+    async def send_with_trace(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"traceparent", header)]}
+        await send(message)
+
+    token = current_traceparent.set(traceparent)
+    try:
+        await app(scope, receive, send_with_trace)
+    finally:
+        current_traceparent.reset(token)
