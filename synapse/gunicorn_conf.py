@@ -28,8 +28,9 @@ keepalive = 5
 
 # Logs: one format (SYNAPSE_LOG_FORMAT) for gunicorn, uvicorn and Django. The gateway writes its
 # own line per /v1 request (logger synapse.request); the access log is extra and off by default.
-logconfig_dict = logging_config(gunicorn=True)
-accesslog = "-" if os.environ.get("SYNAPSE_ACCESS_LOG", "0") == "1" else None
+_access_log = os.environ.get("SYNAPSE_ACCESS_LOG", "0") == "1"
+logconfig_dict = logging_config(gunicorn=True, access_log=_access_log)
+accesslog = "-" if _access_log else None
 
 # The instance's runtime directory: metrics files and the control socket.
 # A reload (SIGHUP) reads this file again in the same master: keep the directory it made.

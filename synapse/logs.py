@@ -57,7 +57,7 @@ def log_level() -> str:
     return os.environ.get("SYNAPSE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
 
 
-def logging_config(*, gunicorn: bool = False) -> dict[str, Any]:
+def logging_config(*, gunicorn: bool = False, access_log: bool = False) -> dict[str, Any]:
     """A `dictConfig` for Django's LOGGING (gunicorn=False) or gunicorn's `logconfig_dict`."""
     formatter = "json" if log_format() == "json" else "text"
     level = log_level()
@@ -70,7 +70,10 @@ def logging_config(*, gunicorn: bool = False) -> dict[str, Any]:
         "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
     }
     if gunicorn:
-        # gunicorn's and uvicorn's loggers (the uvicorn worker logs through gunicorn's).
-        for name in ("gunicorn.error", "gunicorn.access", "uvicorn.error", "uvicorn.access"):
+        # gunicorn's and uvicorn's loggers (the uvicorn worker copies gunicorn's handlers). The
+        # access line is optional: the gateway's own request line carries more.
+        for name in ("gunicorn.error", "uvicorn.error"):
             config["loggers"][name] = {"handlers": ["console"], "level": level, "propagate": False}
+        for name in ("gunicorn.access", "uvicorn.access"):
+            config["loggers"][name] = {"handlers": ["console"] if access_log else [], "level": level, "propagate": False}
     return config

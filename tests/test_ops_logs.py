@@ -147,3 +147,5 @@ def test_a_request_without_traceparent_starts_a_trace(json_gateway: Gateway) -> 
 def test_gunicorns_own_lines_are_json_too(json_gateway: Gateway) -> None:
     lines = log_lines(json_gateway)  # every line parses (log_lines would raise otherwise)
     assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines)
+    # The access log is off by default: the gateway's own line per request says more.
+    assert not any(line["logger"] in ("uvicorn.access", "gunicorn.access") for line in lines)
