@@ -15,11 +15,13 @@ from synapse.health import readiness
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.sqlite
 def test_a_healthy_database_is_ready() -> None:
     assert readiness() == {"database": "ok", "migrations": "ok", "audit": "ok", "counters": "ok"}
     assert AuditEvent.objects.count() == 0
 
 
+@pytest.mark.sqlite
 def test_an_unapplied_migration_is_named() -> None:
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM django_migrations WHERE app = 'synapse' AND name = '0001_counter'")
