@@ -147,5 +147,8 @@ def test_a_request_without_traceparent_starts_a_trace(json_gateway: Gateway) -> 
 def test_gunicorns_own_lines_are_json_too(json_gateway: Gateway) -> None:
     lines = log_lines(json_gateway)  # every line parses (log_lines would raise otherwise)
     assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines)
+    # The control socket is this instance's own, not the one under $HOME every master would share.
+    (control,) = [line["message"] for line in lines if line["message"].startswith("Control socket listening at")]
+    assert "/synapse-gunicorn-" in control and "/.gunicorn/" not in control
     # The access log is off by default: the gateway's own line per request says more.
     assert not any(line["logger"] in ("uvicorn.access", "gunicorn.access") for line in lines)

@@ -27,13 +27,15 @@ GRACE = 6  # seconds; workers cut what is left at 3 s (synapse.shutdown.cut_afte
 
 
 class SlowOpenAI(FakeOpenAI):
-    """Streams one word every `chunk_delay` seconds."""
+    """Streams one word every `chunk_delay` seconds; takes 30 s over a non-streamed "wait"."""
 
     chunk_delay = 0.25
 
     def respond(self, received: Received) -> Reply:
         reply = super().respond(received)
         reply.chunk_delay = self.chunk_delay
+        if "wait" in json.dumps(received.body) and not (received.body or {}).get("stream"):
+            reply.delay = 30
         return reply
 
 
@@ -75,6 +77,12 @@ def stream(gateway: Gateway, key: str, words: int, out: dict[str, Any]) -> None:
                 events.append(line[6:] if line == "data: [DONE]" else json.loads(line[6:]))
 
 
+def waiting(gateway: Gateway, key: str, out: dict[str, Any]) -> None:
+    body = {"model": "slow-model", "messages": [{"role": "user", "content": "wait for it"}]}
+    response = httpx.post(f"{gateway.v1}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30)
+    out.update(status=response.status_code, body=response.json(), headers=response.headers)
+
+
 def test_sigterm_finishes_short_streams_and_cuts_long_ones_with_an_error_event_and_a_row(
     django_db_blocker: Any, key: IssuedKey
 ) -> None:
@@ -84,7 +92,9 @@ def test_sigterm_finishes_short_streams_and_cuts_long_ones_with_an_error_event_a
     gateway = start_gateway(database_url=url, workers=1, graceful_timeout=GRACE)
     short: dict[str, Any] = {}
     long: dict[str, Any] = {}
+    answer: dict[str, Any] = {}
     threads = [
+        threading.Thread(target=waiting, args=(gateway, key.plaintext, answer)),  # no answer before the cut
         threading.Thread(target=stream, args=(gateway, key.plaintext, 6, short)),  # ~2 s: fits in the grace
         threading.Thread(target=stream, args=(gateway, key.plaintext, 200, long)),  # ~50 s: cut
     ]
@@ -122,3 +132,9 @@ def test_sigterm_finishes_short_streams_and_cuts_long_ones_with_an_error_event_a
         True,
     )
     assert long_row.response_hmac  # what had been sent is hashed in the row
+
+    # A request whose answer had not begun: a 503 the SDKs retry, and its row.
+    assert answer["status"] == 503 and answer["body"]["error"]["code"] == "server_shutdown"
+    assert answer["headers"]["retry-after"] == "1"
+    (waited,) = AuditEvent.objects.filter(event_type="request", stream=False)
+    assert (waited.decision, waited.status, waited.error_code) == ("cut_at_shutdown", 503, "server_shutdown")
