@@ -185,7 +185,9 @@ class Gateway:
         return Anthropic(base_url=self.base_url, api_key=key, max_retries=0, **kwargs)
 
 
-def start_gateway(*, database_url: str, workers: int = 2, extra_env: dict[str, str] | None = None) -> Gateway:
+def start_gateway(
+    *, database_url: str, workers: int = 2, extra_env: dict[str, str] | None = None, graceful_timeout: int = 2
+) -> Gateway:
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"synapse-gateway-{port}.log"
     env = {**os.environ, "DATABASE_URL": database_url, "SYNAPSE_LOG_LEVEL": "WARNING", **(extra_env or {})}
@@ -193,14 +195,16 @@ def start_gateway(*, database_url: str, workers: int = 2, extra_env: dict[str, s
         [
             str(Path(sys.executable).parent / "gunicorn"),
             "synapse.asgi:application",
-            "-k",
-            "uvicorn_worker.UvicornWorker",
+            # The production config (logging, metrics directory, control socket); the flags
+            # below override its worker count, address and grace period.
+            "-c",
+            "synapse/gunicorn_conf.py",
             "-w",
             str(workers),
             "-b",
             f"127.0.0.1:{port}",
             "--graceful-timeout",
-            "2",
+            str(graceful_timeout),
         ],
         cwd=ROOT,
         env=env,
@@ -213,9 +217,9 @@ def start_gateway(*, database_url: str, workers: int = 2, extra_env: dict[str, s
         if process.poll() is not None:
             raise RuntimeError(f"gateway exited early:\n{log.read_text()[-3000:]}")
         try:
-            # The console's login page: up means the app is loaded, and unlike a /v1 probe it
-            # leaves no audit row in the test that happens to start the server.
-            if httpx.get(f"{base_url}/admin/login/", timeout=1).status_code == 200:
+            # The liveness probe: up means the app is loaded, and unlike a /v1 probe it leaves
+            # no audit row in the test that happens to start the server.
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 return Gateway(base_url, process, log)
         except httpx.TransportError:
             pass

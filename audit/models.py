@@ -52,6 +52,7 @@ class Decision(models.TextChoices):
     UPSTREAM_ERROR = "upstream_error", "upstream error"
     UPSTREAM_TIMEOUT = "upstream_timeout", "upstream timeout"
     CLIENT_DISCONNECTED = "client_disconnected", "client disconnected"
+    CUT_AT_SHUTDOWN = "cut_at_shutdown", "cut at shutdown"  # still running when the worker's grace ran out
     AUDIT_FAILURE = "audit_failure", "audit failure"
     INTERNAL_ERROR = "internal_error", "internal error"
     MONITOR_BLOCKED_DLP = "monitor_blocked_dlp", "monitor: would block (DLP)"
@@ -81,6 +82,7 @@ REFUSED_AT: dict[str, str] = {
     Decision.UPSTREAM_ERROR: "upstream",
     Decision.UPSTREAM_TIMEOUT: "upstream",
     Decision.CLIENT_DISCONNECTED: "upstream",
+    Decision.CUT_AT_SHUTDOWN: "upstream",
 }
 
 

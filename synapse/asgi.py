@@ -19,18 +19,25 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synapse.settings")
 
 console_application = get_asgi_application()  # also runs django.setup()
 
+from . import shutdown  # noqa: E402
 from .lean_asgi import ApiASGIHandler  # noqa: E402
 from .lifespan import with_background_tasks  # noqa: E402
+from .probes import PATHS as PROBE_PATHS  # noqa: E402
+from .probes import probes  # noqa: E402
+from .tracing import with_trace_context  # noqa: E402
 
 api_application = ApiASGIHandler()
+traced_api_application = with_trace_context(api_application)
 
 
 async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "http" and (scope["path"] in ("/v1", "/mcp") or scope["path"].startswith("/v1/")):
-        await api_application(scope, receive, send)
+        await traced_api_application(scope, receive, send)
+    elif scope["type"] == "http" and scope["path"] in PROBE_PATHS:
+        await probes(scope, receive, send)
     else:
         await console_application(scope, receive, send)
 
 
 # The lifespan protocol starts each worker's background work (webhook outbox, tokenizers).
-application = with_background_tasks(_route)
+application = shutdown.waits_for_cuts(with_background_tasks(_route))

@@ -8,6 +8,8 @@ from typing import ParamSpec, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connection
 
+from .otel import stage_span
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -15,7 +17,8 @@ T = TypeVar("T")
 def _released(fn: Callable[P, T]) -> Callable[P, T]:
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return fn(*args, **kwargs)
+            with stage_span(fn.__name__):  # the pipeline's hops are spans of the request's trace
+                return fn(*args, **kwargs)
         finally:
             # The /v1 handler skips Django's per-request signals (each a thread hop), so the
             # connection goes back to the pool here. Inside an atomic block — a test case —

@@ -23,6 +23,7 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import set_script_prefix, set_urlconf
 
+from . import shutdown
 from .middleware import request_id_middleware
 
 
@@ -57,16 +58,32 @@ class ApiASGIHandler(ASGIHandler):
             await self.send_response(error_response, send)
             return
 
+        state = shutdown.ResponseState(send)
+
         async def process_request() -> HttpResponseBase:
             response = await self.run_get_response(request)
             with contextlib.suppress(asyncio.CancelledError):
-                await self.send_response(response, send)
+                await self.send_response(response, state.send)
             return response
 
         # Listening for the disconnect lets a streaming response be cancelled when the client
         # goes away (the pipeline then closes the upstream and still writes the audit row).
         tasks = [asyncio.create_task(self.listen_for_disconnect(receive)), asyncio.create_task(process_request())]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            with shutdown.inflight():
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError as exc:
+            if not shutdown.is_shutdown_cut(exc):
+                for task in tasks:
+                    task.cancel()
+                raise
+            # The worker's grace ran out with this request still running: cut it, audited.
+            with shutdown.inflight():
+                await shutdown.cut(tasks, state)
+            if not tasks[1].cancelled() and tasks[1].exception() is None:
+                tasks[1].result().close()
+            body_file.close()
+            return
         for task in tasks:
             if task.done():
                 with contextlib.suppress(RequestAborted):

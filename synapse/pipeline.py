@@ -59,7 +59,9 @@ from .errors import (
     undeclared_tool_call,
     upstream_failed,
 )
+from .observability import audit_observed
 from .schemas import first_error, validate_chat, validate_embeddings
+from .shutdown import disconnect_verdict
 from .tool_policy import tools_admit, undeclared_call
 from .wire import StreamEncoder, Wire
 from .wire.chat import ChatWire
@@ -196,13 +198,14 @@ def _record(ctx: RequestContext, disconnected: bool = False) -> None:
     if ctx.audited:
         return
     if disconnected:
-        ctx.reject(decision=Decision.CLIENT_DISCONNECTED, status=499, code="client_disconnected", message="")
+        ctx.reject(**disconnect_verdict())  # the client left, or the worker cut it at shutdown
     # Settle the limit holds (never raises); the budget alerts below need the spend it returns.
     spend = _settle(ctx)
     # Circuit breaker: what this request's tries taught about its backends (usually nothing).
     if events := [(a.backend, a.health, a.outcome) for a in ctx.attempts if a.health]:
         backend_health_settle(events=events)
-    audit_record_request(record=request_record(ctx))
+    with audit_observed(ctx):  # metrics + the request's log line, once its row exists
+        audit_record_request(record=request_record(ctx))
     ctx.audited = True
     try:
         # After the row: the anomaly rules count audit rows, this one included.

@@ -7,6 +7,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from synapse.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "synapse-development-secret-do-not-use-in-production"
 
@@ -138,6 +140,8 @@ SYNAPSE = {
     "TRUSTED_PROXIES": env.int("SYNAPSE_TRUSTED_PROXIES", default=0),
     # Characters a stream may hold back while a match could still be forming (dlp/stream.py).
     "DLP_STREAM_WINDOW": env.int("SYNAPSE_DLP_STREAM_WINDOW", default=1024),
+    # Bearer token GET /metrics requires; empty: /metrics is open (keep it off the public network).
+    "METRICS_TOKEN": env.str("SYNAPSE_METRICS_TOKEN", default=""),
 }
 
 # The counter store behind rate limits, token reservations and spend (docs/LIMITS.md):
@@ -160,14 +164,8 @@ CACHES = {
 }
 RATELIMIT_USE_CACHE = "counters"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("SYNAPSE_LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
-}
+# One format for Django and gunicorn (synapse/logs.py): SYNAPSE_LOG_FORMAT=json|text, SYNAPSE_LOG_LEVEL.
+LOGGING = logging_config()
 
 # Keyed hashes of prompts and responses in the audit log: "<key id>:<secret>". The key id is
 # stored with every row so the secret can rotate. Unset, it derives from SECRET_KEY (fine for
