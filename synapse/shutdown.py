@@ -17,8 +17,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .errors import Decision, error_body
-
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 # The message uvicorn cancels a request's task with when its graceful shutdown times out.
@@ -43,6 +41,10 @@ def is_shutdown_cut(exc: asyncio.CancelledError) -> bool:
 def disconnect_verdict() -> dict[str, Any]:
     """How the pipeline records a request that ended before it finished: the client left, or
     (once this worker has started cutting) the gateway cut it at shutdown."""
+    # Imported here, not at the top: the gunicorn master loads this module through the worker
+    # class (synapse/worker.py) before Django's apps are ready, and errors imports a model.
+    from .errors import Decision
+
     if _cutting:
         return {"decision": Decision.CUT_AT_SHUTDOWN, "status": 503, "code": "server_shutdown", "message": CUT_MESSAGE}
     return {"decision": Decision.CLIENT_DISCONNECTED, "status": 499, "code": "client_disconnected", "message": ""}
@@ -90,6 +92,8 @@ async def cut(tasks: list[asyncio.Task[Any]], state: ResponseState) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         if state.finished:
             return
+        from .errors import error_body  # see disconnect_verdict
+
         error = error_body(message=CUT_MESSAGE, type="api_error", code="server_shutdown")
         if state.started:
             frame = b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\n\n" if state.event_stream else b""
