@@ -15,6 +15,7 @@ class AlertKind(models.TextChoices):
     BUDGET_THRESHOLD = "budget_threshold", "Budget threshold"
     AUTH_FAILURES = "auth_failures", "Repeated authentication failures"
     LIMIT_BREACH = "limit_breach", "Rate limit or budget breach"
+    TOOL_REFUSALS = "tool_refusals", "Repeated tool-call refusals"
 
 
 class Severity(models.TextChoices):
@@ -32,6 +33,7 @@ DEFAULT_RULES: dict[str, tuple[int, int, float, int, int, str]] = {
     "budget_threshold": (1, 0, 1.0, 0, 0, "warning"),
     "auth_failures": (10, 5, 1.0, 0, 30, "critical"),
     "limit_breach": (1, 0, 1.0, 0, 30, "info"),
+    "tool_refusals": (5, 10, 1.0, 0, 30, "warning"),
 }
 
 

@@ -46,6 +46,11 @@ LIMIT_BREACHES = frozenset(
     {Decision.BLOCKED_LIMIT, Decision.BLOCKED_BUDGET, Decision.MONITOR_BLOCKED_LIMIT, Decision.MONITOR_BLOCKED_BUDGET}
 )
 BUDGET_THRESHOLDS = (50, 80, 100)
+# What an agent's tool calls are refused for: an off-list or out-of-classification tool, a DLP
+# block of its arguments or result, a rate limit (monitor-mode "would have" refusals count too).
+TOOL_REFUSALS = frozenset({Decision.BLOCKED_SCOPE}) | DLP_BLOCKS | LIMIT_BREACHES
+# The rows the per-key counting rules read: /v1 requests and /mcp tool calls alike.
+COUNTED_EVENTS = (EventType.REQUEST, EventType.TOOL_CALL)
 
 
 class _Seen:
@@ -253,8 +258,9 @@ def alerts_observe_request(
     at: datetime,
     tokens: int = 0,
     spend: Iterable[SpendLevel] = (),
+    tool_call: bool = False,
 ) -> list[Alert]:
-    """Evaluate the anomaly rules for one finished request; returns the alerts it raised."""
+    """Evaluate the anomaly rules for one finished request or tool call; returns the alerts it raised."""
     rules = active_rules()
     fired: list[Alert | None] = []
     if key is None:
@@ -263,6 +269,8 @@ def alerts_observe_request(
         return [a for a in fired if a]
     if decision in DLP_BLOCKS and (rule := rules.get(AlertKind.DLP_BLOCKS)):
         fired.append(_dlp_blocks(rule, key=key, at=at))
+    if tool_call and decision in TOOL_REFUSALS and (rule := rules.get(AlertKind.TOOL_REFUSALS)):
+        fired.append(_tool_refusals(rule, key=key, at=at))
     if decision in LIMIT_BREACHES and (rule := rules.get(AlertKind.LIMIT_BREACH)):
         fired.append(_limit_breach(rule, key=key, decision=decision, at=at))
     if rule := rules.get(AlertKind.USAGE_SPIKE):
@@ -301,7 +309,7 @@ def _dlp_blocks(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | No
         return None
     since = at - timedelta(minutes=rule.window_minutes)
     blocks = AuditEvent.objects.filter(
-        event_type=EventType.REQUEST, key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at, decision__in=DLP_BLOCKS
+        event_type__in=COUNTED_EVENTS, key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at, decision__in=DLP_BLOCKS
     ).count()
     if blocks < rule.threshold or not _claim(AlertKind.DLP_BLOCKS, subject, rule):
         return None
@@ -313,6 +321,32 @@ def _dlp_blocks(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | No
         team_id=key.team_id,
         key_id=key.key_id,
         detail={"blocks": blocks, "window_minutes": rule.window_minutes, "monitor": key.is_monitor},
+        at=at,
+    )
+
+
+def _tool_refusals(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | None:
+    """An agent that keeps reaching for tools it may not use (or feeding them secrets): often a
+    prompt injection steering it, or a key issued for a narrower job than the one it is doing."""
+    subject = f"key:{key.key_id}"
+    if _cooling(AlertKind.TOOL_REFUSALS, subject):
+        return None
+    since = at - timedelta(minutes=rule.window_minutes)
+    refused = AuditEvent.objects.filter(
+        event_type=EventType.TOOL_CALL, key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at, decision__in=TOOL_REFUSALS
+    )
+    count = refused.count()
+    if count < rule.threshold or not _claim(AlertKind.TOOL_REFUSALS, subject, rule):
+        return None
+    tools = sorted(set(refused.values_list("model", flat=True)[:50]))
+    return alert_fire(
+        kind=AlertKind.TOOL_REFUSALS,
+        severity=rule.severity,
+        title=f"{count} refused tool calls for key '{key.name}' within {rule.window_minutes} min",
+        subject=subject,
+        team_id=key.team_id,
+        key_id=key.key_id,
+        detail={"refusals": count, "window_minutes": rule.window_minutes, "tools": tools},
         at=at,
     )
 
@@ -345,7 +379,7 @@ def _usage_spike(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | N
     recent_start = at - timedelta(minutes=rule.window_minutes)
     baseline_start = recent_start - timedelta(minutes=rule.baseline_minutes)
     rows = AuditEvent.objects.filter(
-        event_type=EventType.REQUEST, key_id=key.key_id, occurred_at__gte=baseline_start, occurred_at__lte=at
+        event_type__in=COUNTED_EVENTS, key_id=key.key_id, occurred_at__gte=baseline_start, occurred_at__lte=at
     )
     recent_filter = Q(occurred_at__gte=recent_start)
     totals = rows.aggregate(

@@ -36,6 +36,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 
+from alerts.services import alerts_observe_request
 from audit.services import audit_record_mcp
 from dlp.inspection import Inspector, Verdict
 from dlp.selectors import dlp_policy
@@ -50,6 +51,7 @@ from .audit_record import request_record
 from .context import Attempt, DlpFinding, RequestContext
 from .db import run_db
 from .errors import Decision, GatewayError, dlp_blocked, limit_exceeded, limits_unavailable
+from .observability import audit_observed
 from .views import client_ip
 
 logger = logging.getLogger("synapse.mcp")
@@ -550,15 +552,27 @@ def _record(ctx: RequestContext, call: McpCall) -> None:
         return
     for server, error in call.server_errors:
         mcp_server_error_record(name=server, error=error)
-    audit_record_mcp(
-        record=request_record(ctx),
-        rpc_method=call.rpc_method,
-        server=call.server,
-        tool=call.tool,
-        arguments=call.arguments,
-        result_text=call.result_text,
-    )
+    with audit_observed(ctx):  # metrics + the request's log line, once its row exists
+        audit_record_mcp(
+            record=request_record(ctx),
+            rpc_method=call.rpc_method,
+            server=call.server,
+            tool=call.tool,
+            arguments=call.arguments,
+            result_text=call.result_text,
+        )
     ctx.audited = True
+    try:
+        # After the row, as on /v1: the rules count audit rows, this one included.
+        alerts_observe_request(
+            key=ctx.key,
+            decision=ctx.decision,
+            client_ip=ctx.client_ip,
+            at=ctx.received_at,
+            tool_call=call.rpc_method == "tools/call",
+        )
+    except Exception:
+        logger.exception("anomaly evaluation failed for /mcp request %s", ctx.request_id)
 
 
 async def _audit(ctx: RequestContext, call: McpCall) -> bool:

@@ -415,3 +415,21 @@ def test_unknown_tools_and_servers(gateway: Gateway, team: Team, mcp_routing: No
     # A server that does not know the tool answers for itself (the SDK's servers: an error result).
     result = post(gateway, key, {**call_, "params": {"name": "docs__nosuch", "arguments": {}}}).json()["result"]
     assert result["isError"] is True and "nosuch" in result["content"][0]["text"]
+
+
+def test_repeated_tool_refusals_raise_one_alert(gateway: Gateway, agent_key: IssuedKey, crm_server: FakeMcpServer) -> None:
+    from alerts.models import Alert, AlertKind, AnomalyRule
+    from alerts.services import anomaly_rule_update
+
+    rule = AnomalyRule.objects.filter(kind=AlertKind.TOOL_REFUSALS).first() or AnomalyRule.default(AlertKind.TOOL_REFUSALS)
+    rule.save()
+    anomaly_rule_update(rule=rule, changes={"threshold": 3, "window_minutes": 10, "cooldown_minutes": 30, "enabled": True})
+    for _ in range(2):
+        refusal(gateway, agent_key, "crm__delete_customer", {"customer_id": "42"})
+    assert not Alert.objects.filter(kind=AlertKind.TOOL_REFUSALS).exists()
+    refusal(gateway, agent_key, "crm__add_note", {"customer_id": "42", "note": AWS_KEY})  # a DLP block counts too
+    refusal(gateway, agent_key, "crm__delete_customer", {"customer_id": "43"})  # within the cooldown: no second alert
+    [alert] = Alert.objects.filter(kind=AlertKind.TOOL_REFUSALS)
+    assert alert.key_id == agent_key.api_key.pk and alert.detail["refusals"] == 3
+    assert alert.detail["tools"] == ["crm__add_note", "crm__delete_customer"]
+    assert crm_server.calls == []
