@@ -58,7 +58,7 @@ class ApiASGIHandler(ASGIHandler):
             await self.send_response(error_response, send)
             return
 
-        state = shutdown.ResponseState(send)
+        state = shutdown.ResponseState(send, scope.get("path", ""))
 
         async def process_request() -> HttpResponseBase:
             response = await self.run_get_response(request)

@@ -13,7 +13,6 @@ to finish before the process exits.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -53,8 +52,9 @@ def disconnect_verdict() -> dict[str, Any]:
 class ResponseState:
     """What has gone to the client so far, so a cut request can be ended properly."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Any, path: str = "") -> None:
         self._send = send
+        self.path = path  # which door: the cut answers in that door's error shape
         self.started = False
         self.finished = False
         self.event_stream = False
@@ -92,16 +92,25 @@ async def cut(tasks: list[asyncio.Task[Any]], state: ResponseState) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         if state.finished:
             return
-        from .errors import error_body  # see disconnect_verdict
+        # Imported here (see disconnect_verdict); the door decides the shape of the last word.
+        from .errors import Decision, GatewayError
+        from .views import wire_for_path
 
-        error = error_body(message=CUT_MESSAGE, type="api_error", code="server_shutdown")
+        refusal = GatewayError(
+            status=503, message=CUT_MESSAGE, type="api_error", code="server_shutdown", decision=Decision.CUT_AT_SHUTDOWN,
+            headers={"retry-after": "1"},
+        )  # fmt: skip
+        wire = wire_for_path(state.path)
         if state.started:
-            frame = b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\n\n" if state.event_stream else b""
+            # The stream's own encoder went with the cancelled task: a fresh one's error event is
+            # in the same format (for the Responses door it restates response.created first).
+            frame = b"".join(wire.encoder(request={}, model="", request_id="").error(refusal)) if state.event_stream else b""
             await state.send({"type": "http.response.body", "body": frame, "more_body": False})
         else:
-            headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+            response = wire.error_response(refusal, request_id="")
+            headers = [(name.lower().encode(), value.encode()) for name, value in response.items()]
             await state.send({"type": "http.response.start", "status": 503, "headers": headers})
-            await state.send({"type": "http.response.body", "body": json.dumps(error).encode(), "more_body": False})
+            await state.send({"type": "http.response.body", "body": response.content, "more_body": False})
     except OSError:
         pass  # the client is gone too; the row is written either way
 

@@ -22,6 +22,13 @@ from .wire.responses import ResponsesWire
 CHAT, RESPONSES, MESSAGES = ChatWire(), ResponsesWire(), MessagesWire()
 
 
+def wire_for_path(path: str) -> Wire:
+    """The door a path belongs to, for answers made outside its view (a cut at shutdown)."""
+    if path.startswith("/v1/messages"):
+        return MESSAGES
+    return RESPONSES if path.startswith("/v1/responses") else CHAT
+
+
 def _context(request: HttpRequest, endpoint: str) -> RequestContext:
     meta = request.META
     return RequestContext(

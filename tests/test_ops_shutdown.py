@@ -77,6 +77,22 @@ def stream(gateway: Gateway, key: str, words: int, out: dict[str, Any]) -> None:
                 events.append(line[6:] if line == "data: [DONE]" else json.loads(line[6:]))
 
 
+def messages_stream(gateway: Gateway, key: str, words: int, out: dict[str, Any]) -> None:
+    """The same long stream through the Anthropic door: its cut must end in Anthropic's shape."""
+    text = " ".join(f"w{i}" for i in range(words))
+    body = {"model": "slow-model", "stream": True, "max_tokens": 1000, "messages": [{"role": "user", "content": text}]}
+    events: list[tuple[str, Any]] = []
+    out["events"] = events
+    with httpx.stream("POST", f"{gateway.v1}/messages", json=body, headers={"x-api-key": key}, timeout=30) as response:
+        out["status"] = response.status_code
+        kind = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+
+
 def waiting(gateway: Gateway, key: str, out: dict[str, Any]) -> None:
     body = {"model": "slow-model", "messages": [{"role": "user", "content": "wait for it"}]}
     response = httpx.post(f"{gateway.v1}/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}, timeout=30)
@@ -93,7 +109,9 @@ def test_sigterm_finishes_short_streams_and_cuts_long_ones_with_an_error_event_a
     short: dict[str, Any] = {}
     long: dict[str, Any] = {}
     answer: dict[str, Any] = {}
+    anthropic_long: dict[str, Any] = {}
     threads = [
+        threading.Thread(target=messages_stream, args=(gateway, key.plaintext, 200, anthropic_long)),
         threading.Thread(target=waiting, args=(gateway, key.plaintext, answer)),  # no answer before the cut
         threading.Thread(target=stream, args=(gateway, key.plaintext, 6, short)),  # ~2 s: fits in the grace
         threading.Thread(target=stream, args=(gateway, key.plaintext, 200, long)),  # ~50 s: cut
@@ -102,9 +120,9 @@ def test_sigterm_finishes_short_streams_and_cuts_long_ones_with_an_error_event_a
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
-        while len(long.get("events", [])) < 3 and time.monotonic() < deadline:
+        while min(len(long.get("events", [])), len(anthropic_long.get("events", []))) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(long["events"]) >= 3, "the long stream did not start"
+        assert len(long["events"]) >= 3 and len(anthropic_long["events"]) >= 3, "the long streams did not start"
         gateway.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         # No longer accepting.
@@ -132,6 +150,11 @@ def test_sigterm_finishes_short_streams_and_cuts_long_ones_with_an_error_event_a
         True,
     )
     assert long_row.response_hmac  # what had been sent is hashed in the row
+
+    kind, last = anthropic_long["events"][-1]
+    assert kind == "error" and last["type"] == "error" and last["error"]["type"] == "overloaded_error"
+    assert "server_shutdown" in last["error"]["message"]
+    assert "message_stop" not in [k for k, _ in anthropic_long["events"]]
 
     # A request whose answer had not begun: a 503 the SDKs retry, and its row.
     assert answer["status"] == 503 and answer["body"]["error"]["code"] == "server_shutdown"
