@@ -43,10 +43,13 @@ def test_a_future_version_may_carry_more_fields() -> None:
     assert parse(f"01-{TRACE}-{SPAN}-01-more") == (TRACE, "01")
 
 
-def test_adapters_get_the_current_requests_header_and_nothing_outside_one() -> None:
+def test_adapters_continue_the_current_requests_trace_and_send_nothing_outside_one() -> None:
     assert traceparent_headers() == {}
     token = current_traceparent.set(f"00-{TRACE}-{SPAN}-01")
     try:
-        assert traceparent_headers() == {"traceparent": f"00-{TRACE}-{SPAN}-01"}
+        # Each upstream attempt is a child span: the request's trace id and flags, a span of its own.
+        first, second = traceparent_headers()["traceparent"], traceparent_headers()["traceparent"]
+        assert first.startswith(f"00-{TRACE}-") and first.endswith("-01") and second.startswith(f"00-{TRACE}-")
+        assert len({first.split("-")[2], second.split("-")[2], SPAN}) == 3
     finally:
         current_traceparent.reset(token)
