@@ -37,31 +37,33 @@ DOORS: dict[str, tuple[str, dict[str, Any], Callable[[str], bool]]] = {
     "chat.completions": (
         "/v1/chat/completions",
         {"model": "bench-model", "messages": [{"role": "user", "content": PROMPT}]},
-        lambda line: line.startswith("data: {") and '"content":"' in line and '"content":""' not in line,
+        lambda line: line.startswith("data:{") and '"content":"' in line and '"content":""' not in line,
     ),
     "responses": (
         "/v1/responses",
         {"model": "bench-model", "input": PROMPT},
-        lambda line: line.startswith("data: {") and '"type":"response.output_text.delta"' in line,
+        lambda line: line.startswith("data:{") and '"type":"response.output_text.delta"' in line,
     ),
     "messages": (
         "/v1/messages",
         {"model": "bench-model", "max_tokens": 256, "messages": [{"role": "user", "content": PROMPT}]},
-        lambda line: line.startswith("data: {") and '"type":"text_delta"' in line,
+        lambda line: line.startswith("data:{") and '"type":"text_delta"' in line,
     ),
 }
 
 
-async def sequential(url: str, body: dict[str, Any], headers: dict[str, str], n: int) -> list[float]:
-    timings = []
+async def interleaved(arms: dict[str, tuple[str, dict[str, Any], dict[str, str]]], n: int) -> dict[str, list[float]]:
+    """n sequential requests per arm, taking turns, so drift on a shared machine hits every arm alike."""
+    timings: dict[str, list[float]] = {name: [] for name in arms}
     async with httpx.AsyncClient(timeout=30) as client:
-        for _ in range(20):
-            await client.post(url, json=body, headers=headers)
-        for _ in range(n):
-            start = time.perf_counter()
-            response = await client.post(url, json=body, headers=headers)
-            timings.append((time.perf_counter() - start) * 1000)
-            assert response.status_code == 200, response.text
+        for round_ in range(n + 20):
+            for name, (url, body, headers) in arms.items():
+                start = time.perf_counter()
+                response = await client.post(url, json=body, headers=headers)
+                elapsed = (time.perf_counter() - start) * 1000
+                assert response.status_code == 200, response.text
+                if round_ >= 20:  # the first rounds warm connections and caches
+                    timings[name].append(elapsed)
     return timings
 
 
@@ -138,21 +140,22 @@ def main() -> None:
         count = int(os.environ.get("BENCH_STREAMS", "60"))
         direct_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
         _, chat_body, chat_first = DOORS["chat.completions"]
-        direct = statistics.median(asyncio.run(sequential(direct_url, chat_body, {}, n)))
+        arms = {"direct": (direct_url, chat_body, {})}
+        arms.update({door: (f"http://127.0.0.1:{gw_port}{path}", body, auth) for door, (path, body, _) in DOORS.items()})
+        timings = asyncio.run(interleaved(arms, n))
+        direct = statistics.median(timings["direct"])
         d_first, _ = asyncio.run(streams(direct_url, chat_body, {}, chat_first, count))
-        print(f"== the three doors ({n} sequential requests, {count} sequential streams each; PostgreSQL, 2 workers)")
+        print(f"== the three doors ({n} sequential requests each, interleaved; {count} sequential streams each; PostgreSQL, 2 workers)")
         print(f"{'direct to upstream (chat)':<34} p50 {direct:6.2f} ms")
         print(describe("stream TTFT, direct", d_first))
         base: dict[str, float] = {}
         for door, (path, body, first_content) in DOORS.items():
-            url = f"http://127.0.0.1:{gw_port}{path}"
-            timings = asyncio.run(sequential(url, body, auth, n))
-            first, whole = asyncio.run(streams(url, body, auth, first_content, count))
-            added = statistics.median(timings) - direct
+            first, whole = asyncio.run(streams(f"http://127.0.0.1:{gw_port}{path}", body, auth, first_content, count))
+            added = statistics.median(timings[door]) - direct
             base.setdefault("added", added)
             base.setdefault("ttft", statistics.median(first))
             print(f"-- {door}")
-            print(describe("  whole answer", timings))
+            print(describe("  whole answer", timings[door]))
             print(f"{'  added over direct (p50)':<34} {added:6.2f} ms   ({added / base['added']:.2f}x chat's)")
             print(describe("  stream TTFT", first) + f"   ({statistics.median(first) / base['ttft']:.2f}x chat's)")
             print(describe("  whole stream", whole))
