@@ -84,7 +84,11 @@ def _user_content(content: Any) -> str | list[dict[str, Any]]:
             if not file.get("file_data"):
                 raise unsupported("file parts must carry inline 'file_data' for a Responses backend")
             parts.append(
-                {"type": "input_file", "file_data": file["file_data"], **({"filename": file["filename"]} if file.get("filename") else {})}
+                {
+                    "type": "input_file",
+                    "file_data": file["file_data"],
+                    **({"filename": file["filename"]} if file.get("filename") else {}),
+                }
             )
         else:
             raise unsupported(f"content parts of type '{kind}' cannot be sent to an OpenAI Responses backend")
@@ -303,7 +307,9 @@ class StreamTranslator:
             item = data.get("item") or {}
             if item.get("type") == "function_call":
                 index = self.tool_index[data.get("output_index", 0)] = len(self.tool_index)
-                return [self.out.tool_call_start(index, item.get("call_id", ""), item.get("name", ""), item.get("arguments") or "")]
+                return [
+                    self.out.tool_call_start(index, item.get("call_id", ""), item.get("name", ""), item.get("arguments") or "")
+                ]
         elif kind == "response.function_call_arguments.delta" and data.get("delta"):
             index = self.tool_index.get(data.get("output_index", 0))
             if index is not None:

@@ -242,8 +242,18 @@ def test_it_returns_tool_calls_and_replays_them_with_their_results(fake: FakeOpe
     assert answer["choices"][0]["finish_reason"] == "stop"  # the fake found each output's call
     assert fake.received[0].body["input"][2:] == [
         {"type": "message", "role": "assistant", "content": "Checking."},
-        {"type": "function_call", "call_id": calls[0]["id"], "name": "get_weather", "arguments": calls[0]["function"]["arguments"]},
-        {"type": "function_call", "call_id": calls[1]["id"], "name": "get_weather", "arguments": calls[1]["function"]["arguments"]},
+        {
+            "type": "function_call",
+            "call_id": calls[0]["id"],
+            "name": "get_weather",
+            "arguments": calls[0]["function"]["arguments"],
+        },
+        {
+            "type": "function_call",
+            "call_id": calls[1]["id"],
+            "name": "get_weather",
+            "arguments": calls[1]["function"]["arguments"],
+        },
         {"type": "function_call_output", "call_id": calls[0]["id"], "output": "18C"},
         {"type": "function_call_output", "call_id": calls[1]["id"], "output": "9C"},
     ]
@@ -272,7 +282,11 @@ def test_it_refuses_what_the_responses_api_cannot_express_without_calling_it(
 
 def test_it_refuses_audio_parts(fake: FakeOpenAIResponses) -> None:
     with pytest.raises(UpstreamError) as caught:
-        chat(OpenAIResponsesAdapter, backend(fake), body(user([{"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}])))
+        chat(
+            OpenAIResponsesAdapter,
+            backend(fake),
+            body(user([{"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}])),
+        )
 
     assert caught.value.status == 400 and fake.received == []
 
@@ -348,7 +362,13 @@ def test_it_streams_tool_call_deltas(fake: FakeOpenAIResponses) -> None:
 @pytest.mark.parametrize(
     ("reply", "status", "retryable"),
     [
-        (error_reply(429, "Rate limit reached", kind="requests", code="rate_limit_exceeded", headers={"retry-after-ms": "1500"}), 429, True),
+        (
+            error_reply(
+                429, "Rate limit reached", kind="requests", code="rate_limit_exceeded", headers={"retry-after-ms": "1500"}
+            ),
+            429,
+            True,
+        ),
         (error_reply(500, "The server had an error", kind="server_error"), 502, True),
         (error_reply(503, "Slow down", kind="server_error"), 503, True),
         (error_reply(400, "Invalid value: 'input'", param="input"), 400, False),
@@ -426,7 +446,9 @@ def test_it_fails_a_stream_that_breaks_off(fake: FakeOpenAIResponses) -> None:
 # ── Azure ──
 
 
-def test_azure_sends_the_v1_responses_request_with_its_api_key(fake: FakeOpenAIResponses, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_azure_sends_the_v1_responses_request_with_its_api_key(
+    fake: FakeOpenAIResponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
     azure = FakeOpenAIResponses(api_key=KEY)
     # Azure takes the key in `api-key`; the fake checks a bearer token, so a scripted reply
     # answers and the request is asserted as sent.

@@ -104,7 +104,9 @@ class FakeOpenAIResponses(FakeProvider):
                 calls.add(item["call_id"])
             if item.get("type") == "function_call_output" and item["call_id"] not in calls:
                 return error_reply(
-                    400, f"No tool call found for function call output with call_id {item['call_id']}.", param=f"input[{position}]"
+                    400,
+                    f"No tool call found for function call output with call_id {item['call_id']}.",
+                    param=f"input[{position}]",
                 )
         return None
 
@@ -188,10 +190,19 @@ class FakeOpenAIResponses(FakeProvider):
         else:
             parts = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if text else []
         if parts:
-            output.append({"type": "message", "id": f"msg_{uuid.uuid4().hex}", "role": "assistant", "status": status, "content": parts})
+            output.append(
+                {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "role": "assistant", "status": status, "content": parts}
+            )
         for item_id, call_id, name, arguments in calls:
             output.append(
-                {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": arguments, "status": status}
+                {
+                    "type": "function_call",
+                    "id": item_id,
+                    "call_id": call_id,
+                    "name": name,
+                    "arguments": arguments,
+                    "status": status,
+                }
             )
         return output
 
@@ -238,14 +249,22 @@ class FakeOpenAIResponses(FakeProvider):
             arguments = item["arguments"]
             half = len(arguments) // 2
             return [
-                {"type": "response.output_item.added", "output_index": index, "item": {**item, "arguments": "", "status": "in_progress"}},
+                {
+                    "type": "response.output_item.added",
+                    "output_index": index,
+                    "item": {**item, "arguments": "", "status": "in_progress"},
+                },
                 {"type": "response.function_call_arguments.delta", **where, "delta": arguments[:half]},
                 {"type": "response.function_call_arguments.delta", **where, "delta": arguments[half:]},
                 {"type": "response.function_call_arguments.done", **where, "name": item["name"], "arguments": arguments},
                 {"type": "response.output_item.done", "output_index": index, "item": item},
             ]
         events = [
-            {"type": "response.output_item.added", "output_index": index, "item": {**item, "content": [], "status": "in_progress"}}
+            {
+                "type": "response.output_item.added",
+                "output_index": index,
+                "item": {**item, "content": [], "status": "in_progress"},
+            }
         ]
         for part_index, part in enumerate(item["content"]):
             at = {**where, "content_index": part_index}
