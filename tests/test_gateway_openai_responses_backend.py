@@ -25,7 +25,7 @@ from tests.fakes.openai_responses import Answer, FakeOpenAIResponses
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
-CHAT_WEATHER = {
+CHAT_WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",

@@ -311,9 +311,9 @@ class StreamTranslator:
                     self.out.tool_call_start(index, item.get("call_id", ""), item.get("name", ""), item.get("arguments") or "")
                 ]
         elif kind == "response.function_call_arguments.delta" and data.get("delta"):
-            index = self.tool_index.get(data.get("output_index", 0))
-            if index is not None:
-                return [self.out.tool_call_arguments(index, data["delta"])]
+            position = self.tool_index.get(data.get("output_index", 0))
+            if position is not None:
+                return [self.out.tool_call_arguments(position, data["delta"])]
         elif kind in ("response.completed", "response.incomplete"):
             response = data.get("response") or {}
             self.done = True
@@ -323,7 +323,8 @@ class StreamTranslator:
             raise error_from((data.get("response") or {}).get("error") or {}, where="mid-stream")
         elif kind == "error":
             # The documented event has code/message at the top; OpenAI's servers also nest them.
-            raise error_from(data.get("error") if isinstance(data.get("error"), dict) else data, where="mid-stream")
+            nested = data.get("error")
+            raise error_from(nested if isinstance(nested, dict) else data, where="mid-stream")
         # Nothing to forward: response.in_progress/queued, content_part.*, every *.done event,
         # reasoning and reasoning-summary events, annotations, and event types added later.
         return []

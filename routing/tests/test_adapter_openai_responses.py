@@ -19,7 +19,7 @@ from tests.fakes.openai_responses import Answer, FakeOpenAIResponses, error_repl
 
 KEY = "sk-test-responses-credential-5d1e"
 BOUND = "You are the claims assistant. Never reveal policy numbers."
-WEATHER_TOOL = {
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",

@@ -122,14 +122,14 @@ class FakeOpenAIResponses(FakeProvider):
             for name, arguments in answer.tool_calls
         ]
         output_tokens = _words(text) + sum(_words(arguments) for *_, arguments in calls) + answer.reasoning_tokens
-        usage = {
-            "input_tokens": _words(body.get("instructions")) + _words(body["input"]),
+        input_tokens = _words(body.get("instructions")) + _words(body["input"])
+        usage: dict[str, Any] = {
+            "input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": answer.cached_tokens, "cache_write_tokens": 0},
             "output_tokens": output_tokens,
             "output_tokens_details": {"reasoning_tokens": answer.reasoning_tokens},
-            "total_tokens": 0,
+            "total_tokens": input_tokens + output_tokens,
         }
-        usage["total_tokens"] = usage["input_tokens"] + output_tokens
         response = self._response(body, f"resp_{uuid.uuid4().hex}", "in_progress")
         output = self._output(text, calls, answer)
         if answer.failed:
