@@ -24,6 +24,8 @@ class BackendKind(models.TextChoices):
     OLLAMA = "ollama", "Ollama"
     ANTHROPIC = "anthropic", "Anthropic"
     GEMINI = "gemini", "Google Gemini"
+    OPENAI_RESPONSES = "openai_responses", "OpenAI (Responses API)"
+    AZURE_OPENAI_RESPONSES = "azure_openai_responses", "Azure OpenAI (Responses API)"
 
 
 class Backend(models.Model):

@@ -10,6 +10,7 @@ from .gemini import GeminiAdapter
 from .http import shared_client
 from .mock import MockAdapter
 from .openai_compat import AzureOpenAIAdapter, OllamaAdapter, OpenAICompatibleAdapter, VLLMAdapter
+from .openai_responses import AzureOpenAIResponsesAdapter, OpenAIResponsesAdapter
 
 ADAPTERS: dict[str, type[Adapter]] = {
     adapter.kind: adapter
@@ -21,6 +22,8 @@ ADAPTERS: dict[str, type[Adapter]] = {
         MockAdapter,
         AnthropicAdapter,
         GeminiAdapter,
+        OpenAIResponsesAdapter,
+        AzureOpenAIResponsesAdapter,
     )
 }
 
