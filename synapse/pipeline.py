@@ -528,14 +528,17 @@ async def _relay(
                 if isinstance(content, str):
                     ctx.response_text.append(content)
             last = chunk
-            for data in encoder.chunk(chunk):
+            # One write per upstream chunk, whatever the door makes of it: a door that turns one
+            # chunk into several events (Messages opens a block, then a delta) must not send them
+            # as separate small writes, which delayed ACKs can hold back ~40 ms.
+            if data := b"".join(encoder.chunk(chunk)):
                 yield data
             chunk = await anext(chunks, None)
         if failed is None and guard is not None and (tail := guard.finish()) is not None:
             # Text an upstream left open (no finish_reason): released before the end.
             tail.update({"id": last.get("id"), "created": last.get("created"), "model": ctx.model_requested})
             ctx.response_text.extend(c["delta"].get("content") or "" for c in tail["choices"])
-            for data in encoder.chunk(tail):
+            if data := b"".join(encoder.chunk(tail)):
                 yield data
     except UpstreamError as exc:
         failed = _upstream_error(ctx, exc)
@@ -556,5 +559,4 @@ async def _relay(
     audited = await _audit(ctx)
     if failed is None and not audited:
         failed = service_unavailable("write its audit record")
-    for data in encoder.error(failed) if failed is not None else encoder.finish():
-        yield data
+    yield b"".join(encoder.error(failed) if failed is not None else encoder.finish())
