@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .errors import Decision, error_body
@@ -57,7 +57,7 @@ class ResponseState:
         self.finished = False
         self.event_stream = False
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Mapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.started = True
             content_type = next((v for k, v in message.get("headers") or [] if bytes(k).lower() == b"content-type"), b"")

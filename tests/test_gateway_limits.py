@@ -42,7 +42,7 @@ def _redis_up() -> bool:
 
 
 @pytest.fixture(scope="module")
-def redis_gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+def redis_gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:
     if not _redis_up():
         pytest.skip("Redis is not running at 127.0.0.1:6379")
     with django_db_blocker.unblock():

@@ -235,7 +235,7 @@ def test_each_refusal_raises_the_sdks_own_exception(gateway: Gateway, team: Team
         ask(gateway, sensitive_key, "hi", model="gpt-4o-mini")
     with pytest.raises(anthropic.BadRequestError) as bad:
         gateway.anthropic(sensitive_key.plaintext).messages.create(
-            model="llama-3-8b", max_tokens=8, messages=[{"role": "robot", "content": "x"}]  # type: ignore[list-item]
+            model="llama-3-8b", max_tokens=8, messages=[{"role": "robot", "content": "x"}]
         )
     assert "messages[0].role" in bad.value.message
     limited = api_key_issue(

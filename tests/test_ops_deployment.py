@@ -28,7 +28,7 @@ pytestmark = pytest.mark.gateway
 SERVER = os.environ.get("DATABASE_URL", "")
 
 
-def _admin() -> psycopg.Connection:  # type: ignore[type-arg]
+def _admin() -> psycopg.Connection:
     base = SERVER.rsplit("/", 1)[0]
     return psycopg.connect(f"{base}/postgres", autocommit=True)
 

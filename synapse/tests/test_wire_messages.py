@@ -982,7 +982,7 @@ def test_the_sdk_runs_a_tool_loop(client: anthropic.Anthropic, upstream: Upstrea
     # The SDK's own idiom: the answer's content goes back verbatim, then the tool's result.
     messages += [
         {"role": "assistant", "content": first.content},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[0].id, "content": "18C"}]},  # type: ignore[union-attr]
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[0].id, "content": "18C"}]},
     ]
     upstream.answer = answer(text="It is 18C in Paris.")
     second = client.messages.create(model="claude-gw", max_tokens=64, messages=messages, tools=[WEATHER])

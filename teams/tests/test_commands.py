@@ -94,14 +94,14 @@ def test_issue_key_needs_an_existing_team_unless_asked_to_create_it(routing: Non
         )
 
 
-def test_revoke_key(sensitive_key) -> None:  # type: ignore[no-untyped-def]
+def test_revoke_key(sensitive_key) -> None:
     assert "revoked key" in run("revoke_key", str(sensitive_key.api_key.pk), "--reason", "withdrawn")
     assert api_key_authenticate(sensitive_key.plaintext) is None
     with pytest.raises(CommandError):
         run("revoke_key", "999999")
 
 
-def test_import_routing_is_idempotent_and_audited(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_import_routing_is_idempotent_and_audited(db, tmp_path: Path) -> None:
     path = tmp_path / "routing.yaml"
     path.write_text(
         """
@@ -123,7 +123,7 @@ models:
         run("import_routing", str(path))
 
 
-def test_seed_demo_is_idempotent(db) -> None:  # type: ignore[no-untyped-def]
+def test_seed_demo_is_idempotent(db) -> None:
     first = run("seed_demo")
     key = next(line.strip() for line in first.splitlines() if line.strip().startswith("syn_"))
     assert api_key_authenticate(key) is not None
