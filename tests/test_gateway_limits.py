@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import openai
@@ -55,7 +56,7 @@ def redis_gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:
     stop_gateway(server)
 
 
-def issue(team: Team, models: list[str], **limits: object) -> IssuedKey:
+def issue(team: Team, models: list[str], **limits: Any) -> IssuedKey:
     return api_key_issue(
         team=team,
         name=f"limited {uuid.uuid4().hex[:6]}",
