@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -55,13 +57,14 @@ def test_every_filter_answers_without_counting_the_whole_table(approver, refused
 def test_filters_select_the_right_rows(approver, refused: AuditEvent, sensitive_key: IssuedKey) -> None:
     console = client_for(approver)
     key_id, team_id = sensitive_key.api_key.pk, sensitive_key.api_key.team_id
-    for query, expected in [
+    cases: list[tuple[dict[str, Any], bool]] = [
         ({"decision": "blocked_scope", "key_id": key_id, "team_id": team_id}, True),
         ({"decision": "allowed"}, False),
         ({"status": "4xx", "event_type__exact": "request"}, True),
         ({"status": "5xx"}, False),
         ({"key_id": key_id + 1000}, False),
-    ]:
+    ]
+    for query, expected in cases:
         page = console.get(CHANGELIST, query)
         assert (refused.request_id.encode() in page.content) is expected, query
 

@@ -32,7 +32,8 @@ def test_issue_key_prints_the_key_alone_on_the_last_line(routing: None) -> None:
     key = output.strip().splitlines()[-1]
     scope = api_key_authenticate(key)
     assert scope is not None and scope.team_name == "radiology" and scope.rpm == 30 and scope.max_tokens == 500
-    assert ApiKey.objects.get(pk=scope.key_id).expires_at.year == 2099
+    expires_at = ApiKey.objects.get(pk=scope.key_id).expires_at
+    assert expires_at is not None and expires_at.year == 2099
     assert key not in json.dumps(list(ApiKey.objects.values()), default=str)
 
 
