@@ -32,8 +32,8 @@ class BackendAdmin(admin.ModelAdmin):
         except BackendHealth.DoesNotExist:
             return "closed"
         now = timezone.now()
-        if health.is_open(now):
-            seconds = int((health.open_until - now).total_seconds()) + 1  # type: ignore[operator]
+        if health.is_open(now) and health.open_until is not None:  # is_open implies an open_until
+            seconds = int((health.open_until - now).total_seconds()) + 1
             return f"OPEN for {seconds} s more ({health.consecutive_failures} failures, last: {health.last_error})"
         if health.consecutive_failures >= circuit_policy()[0]:
             return f"half-open: next request is a trial ({health.consecutive_failures} failures)"

@@ -58,7 +58,8 @@ def test_issue_key_json_and_prompt_file(routing: None, team: Team, tmp_path: Pat
     )
     assert set(payload) == {"key", "id", "team", "models", "tools"} and payload["models"] == ["mock-small"]
     assert payload["tools"] == []  # no --tools: no tool policy
-    assert api_key_authenticate(payload["key"]).system_prompt == "From a file."  # type: ignore[union-attr]
+    scope = api_key_authenticate(payload["key"])
+    assert scope is not None and scope.system_prompt == "From a file."
 
 
 def test_issue_key_refuses_a_sensitive_cloud_binding(routing: None, team: Team) -> None:
