@@ -43,8 +43,10 @@ test: $(VENV)/.dev
 	@mkdir -p $(STATE)
 	DATABASE_URL=sqlite:///$(CURDIR)/$(STATE)/test.sqlite3 $(BIN)/pytest -q -m sqlite -p no:cacheprovider
 
+# mypy imports the settings, which refuse the development secret: a lint-only key, never served.
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
+	SYNAPSE_SECRET_KEY=lint-only-not-a-secret $(BIN)/mypy
 
 bench: $(VENV)/.dev
 	@for script in bench/*_bench.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

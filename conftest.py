@@ -86,12 +86,12 @@ def cloud_upstream(_cloud_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def approver(django_user_model):  # type: ignore[no-untyped-def]
+def approver(django_user_model):
     return django_user_model.objects.create_superuser(username="alice", email="alice@example.com", password="alice-pass-123")
 
 
 @pytest.fixture
-def auditor(django_user_model):  # type: ignore[no-untyped-def]
+def auditor(django_user_model):
     """A staff user in the "auditor" group: may view the audit log in the console, nothing else."""
     from audit.services import auditor_group_ensure
 
@@ -101,12 +101,12 @@ def auditor(django_user_model):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def team(db) -> Team:  # type: ignore[no-untyped-def]
+def team(db) -> Team:
     return team_create(name="claims", owner_email="owner@example.com", display_name="Claims")
 
 
 @pytest.fixture
-def routing(db, onprem_upstream: FakeOpenAI, cloud_upstream: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+def routing(db, onprem_upstream: FakeOpenAI, cloud_upstream: FakeOpenAI) -> None:
     """Backends: the built-in mock, a fake on-prem vLLM, a fake cloud OpenAI."""
     routing_import(
         document={
@@ -137,7 +137,7 @@ def routing(db, onprem_upstream: FakeOpenAI, cloud_upstream: FakeOpenAI) -> None
 
 
 @pytest.fixture
-def sensitive_key(team: Team, routing: None, approver) -> IssuedKey:  # type: ignore[no-untyped-def]
+def sensitive_key(team: Team, routing: None, approver) -> IssuedKey:
     return api_key_issue(
         team=team,
         name="Claims summariser",
@@ -149,7 +149,7 @@ def sensitive_key(team: Team, routing: None, approver) -> IssuedKey:  # type: ig
 
 
 @pytest.fixture
-def cloud_key(team: Team, routing: None, approver) -> IssuedKey:  # type: ignore[no-untyped-def]
+def cloud_key(team: Team, routing: None, approver) -> IssuedKey:
     return api_key_issue(
         team=team,
         name="Marketing copy",
@@ -173,12 +173,12 @@ class Gateway:
     def v1(self) -> str:
         return f"{self.base_url}/v1"
 
-    def openai(self, key: str, **kwargs):  # type: ignore[no-untyped-def]
+    def openai(self, key: str, **kwargs):
         from openai import OpenAI
 
         return OpenAI(base_url=self.v1, api_key=key, max_retries=0, **kwargs)
 
-    def anthropic(self, key: str, **kwargs):  # type: ignore[no-untyped-def]
+    def anthropic(self, key: str, **kwargs):
         """The official Anthropic SDK, pointed at the gateway root as its docs say (it adds /v1)."""
         from anthropic import Anthropic
 
@@ -248,7 +248,7 @@ def database_url_for_tests() -> str:
 
 
 @pytest.fixture(scope="session")
-def gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+def gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:
     with django_db_blocker.unblock():
         url = database_url_for_tests()
     server = start_gateway(database_url=url)

@@ -14,6 +14,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from audit.actors import console_actor
+
 from .models import Alert, AlertKind, AnomalyRule, WebhookDelivery, WebhookEndpoint
 from .services import alert_acknowledge, anomaly_rule_update, webhook_endpoint_create, webhook_endpoint_update
 
@@ -45,7 +47,7 @@ class AlertAdmin(admin.ModelAdmin):
     def acknowledge_selected(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         count = 0
         for alert in queryset.filter(acknowledged_at__isnull=True):
-            alert_acknowledge(alert=alert, by=request.user)  # type: ignore[arg-type]
+            alert_acknowledge(alert=alert, by=console_actor(request))
             count += 1
         self.message_user(request, f"Acknowledged {count} alert(s).", messages.SUCCESS)
 
@@ -75,7 +77,7 @@ class AnomalyRuleAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: AnomalyRule, form: Any, change: bool) -> None:
         changes = {name: form.cleaned_data[name] for name in form.changed_data}
-        anomaly_rule_update(rule=AnomalyRule.objects.get(pk=obj.pk), changes=changes, actor=request.user)  # type: ignore[arg-type]
+        anomaly_rule_update(rule=AnomalyRule.objects.get(pk=obj.pk), changes=changes, actor=console_actor(request))
 
 
 class WebhookEndpointForm(forms.ModelForm):
@@ -120,10 +122,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                 url=data["url"],
                 kinds=data["kinds"],
                 is_active=data["is_active"],
-                actor=request.user,  # type: ignore[arg-type]
+                actor=console_actor(request),
             )
             return
-        created = webhook_endpoint_create(name=data["name"], url=data["url"], kinds=data["kinds"], actor=request.user)  # type: ignore[arg-type]
+        created = webhook_endpoint_create(name=data["name"], url=data["url"], kinds=data["kinds"], actor=console_actor(request))
         if not data["is_active"]:
             webhook_endpoint_update(
                 endpoint=created,
@@ -131,7 +133,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
                 url=created.url,
                 kinds=created.kinds,
                 is_active=False,
-                actor=request.user,  # type: ignore[arg-type]
+                actor=console_actor(request),
             )
         obj.pk = created.pk
 

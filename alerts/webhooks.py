@@ -22,6 +22,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import httpx
 from django.conf import settings
@@ -71,7 +72,7 @@ class DrainResult:
         return self.delivered + self.retrying + self.failed
 
 
-def _claim(delivery_id: object, now: datetime) -> bool:
+def _claim(delivery_id: UUID, now: datetime) -> bool:
     free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
     claimed = WebhookDelivery.objects.filter(free, pk=delivery_id, status=DeliveryStatus.PENDING).update(locked_until=now + LEASE)
     return claimed == 1

@@ -26,7 +26,9 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list.order_by().values("pk")[: self.CAP].count()
+        rows = self.object_list
+        assert isinstance(rows, QuerySet)  # the admin pages a queryset
+        return rows.order_by().values("pk")[: self.CAP].count()
 
 
 class DecisionFilter(admin.SimpleListFilter):

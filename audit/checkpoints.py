@@ -71,7 +71,8 @@ def audit_checkpoint_load(text: str) -> Checkpoint:
         checkpoint = Checkpoint(**data)
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"not a checkpoint: {exc}") from exc
-    if checkpoint.format != FORMAT or not isinstance(checkpoint.seq, int) or not isinstance(checkpoint.head, str):
+    # JSON gives any types: check the raw values (the dataclass's annotations promise, not check).
+    if data["format"] != FORMAT or not isinstance(data["seq"], int) or not isinstance(data["head"], str):
         raise CheckpointError(f"not a {FORMAT} checkpoint")
     key_id, secret = settings.AUDIT_CHECKPOINT_KEY
     if checkpoint.key_id != key_id:

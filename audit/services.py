@@ -85,7 +85,12 @@ def _normalise(values: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"not audit columns: {', '.join(sorted(unknown))}")
     out: dict[str, Any] = {}
     for name, (kind, max_length) in _column_kinds().items():
-        value = values[name] if name in values else AuditEvent._meta.get_field(name).get_default()
+        if name in values:
+            value = values[name]
+        else:
+            field = AuditEvent._meta.get_field(name)
+            assert isinstance(field, models.Field)  # chained fields are columns, never reverse relations
+            value = field.get_default()
         if value is None:
             out[name] = None
         elif kind == "json":

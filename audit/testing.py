@@ -9,9 +9,8 @@ production does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -57,13 +56,13 @@ def flush_suspending_triggers() -> Iterator[None]:
     """While active, Django's flush (and so pytest-django's) empties tables past the triggers."""
     original = BaseDatabaseOperations.execute_sql_flush
 
-    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: list[str]) -> Any:
+    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: Iterable[str]) -> None:
         connection = self.connection
         with transaction.atomic(using=connection.alias), triggers_suspended(connection):
-            return original(self, sql_list)
+            original(self, sql_list)
 
-    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]  # a deliberate test-only patch
     try:
         yield
     finally:
-        BaseDatabaseOperations.execute_sql_flush = original  # type: ignore[method-assign]
+        BaseDatabaseOperations.execute_sql_flush = original  # type: ignore[method-assign]  # a deliberate test-only patch

@@ -56,6 +56,7 @@ def _setup() -> None:
 
 def _context() -> Any:
     """A finished, allowed chat request as the pipeline hands it to the audit layer."""
+    from dlp.engine import Action, Direction
     from synapse.context import Attempt, DlpFinding, RequestContext
 
     ctx = RequestContext(
@@ -67,14 +68,14 @@ def _context() -> Any:
         user_agent="OpenAI/Python 1.99.0",
         received_at=datetime.now(UTC),
     )
-    ctx.key = SimpleNamespace(  # type: ignore[assignment]
+    ctx.key = SimpleNamespace(  # type: ignore[assignment]  # a stand-in with only the fields audited
         team_id=1, team_name="claims", key_id=7, name="Claims summariser", approved_by="alice", classification="sensitive"
     )
-    ctx.route = SimpleNamespace(backend=SimpleNamespace(name="local-vllm"))  # type: ignore[assignment]
+    ctx.route = SimpleNamespace(backend=SimpleNamespace(name="local-vllm"))  # type: ignore[assignment]  # a stand-in route
     ctx.model_requested = "llama-3-8b"
     ctx.body = {"model": "llama-3-8b", "messages": [{"role": "user", "content": "Summarise claim 42 in two sentences. " * 20}]}
     ctx.response_text = ["The claim concerns water damage. ", "It was approved on 3 March."]
-    ctx.dlp_findings = [DlpFinding(direction="prompt", category="pii", pattern="us_ssn", action="redact")]
+    ctx.dlp_findings = [DlpFinding(direction=Direction.PROMPT, category="pii", pattern="us_ssn", action=Action.REDACT)]
     ctx.attempts = [Attempt(backend="local-vllm", outcome="ok", latency_ms=412.734, status=200)]
     ctx.prompt_tokens, ctx.completion_tokens, ctx.cost, ctx.upstream_ms = 180, 24, Decimal("0.0000414"), 412.734
     return ctx
@@ -162,17 +163,20 @@ def _throughput(chained: bool) -> float:
         process.join()
     if any(process.exitcode for process in processes):
         raise RuntimeError("a writer process failed")
-    return sum(counts) / SECONDS
+    return sum(counts[:]) / SECONDS
+
+
+def _show(conn: psycopg.Connection[Any], name: str) -> object:
+    row = conn.execute(f"SHOW {name}").fetchone()
+    assert row is not None  # SHOW answers one row
+    return row[0]
 
 
 def main() -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
-        settings_line = ", ".join(
-            f"{name}={conn.execute(f'SHOW {name}').fetchone()[0]}"  # type: ignore[index]
-            for name in ("server_version", "synchronous_commit", "fsync")
-        )
+        settings_line = ", ".join(f"{name}={_show(conn, name)}" for name in ("server_version", "synchronous_commit", "fsync"))
     try:
         _setup()
         from django.core.management import call_command

@@ -24,6 +24,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -254,7 +255,7 @@ def main() -> None:
         started = time.perf_counter()
         cold.scan(text)
         seconds = time.perf_counter() - started
-        warm = best_of(2, lambda text=text, cold=cold: cold.scan(text))
+        warm = best_of(2, partial(cold.scan, text))
         nbytes = len(text.encode())
         print(
             f"  {name:32s} {nbytes / 1e6:5.2f} MB  cold {mb_per_s(nbytes, seconds):7.2f} MB/s  warm {mb_per_s(nbytes, warm):7.2f} MB/s"

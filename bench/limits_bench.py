@@ -55,7 +55,7 @@ BODY = {
     "messages": [{"role": "user", "content": "Summarise the attached claim in two sentences. " * 8}],
     "max_tokens": 200,
 }
-PRICES = {"input_price_per_mtok": Decimal("0.15"), "output_price_per_mtok": Decimal("0.60")}
+PRICES: dict[str, Any] = {"input_price_per_mtok": Decimal("0.15"), "output_price_per_mtok": Decimal("0.60")}
 
 
 def _redis_up() -> bool:
@@ -84,7 +84,7 @@ def _scopes() -> tuple[Any, Any]:
     team = team_create(name="bench", owner_email="bench@example.com")
     # Ceilings far above what the run uses: every check runs, none refuses.
     team_update(team=team, changes={"rpm": 10**8, "tpm": 10**9, "budget": Decimal("1000000")})
-    common = {"team": team, "system_prompt": "Be brief.", "models": ["gpt-4o-mini"], "classification": "sensitive"}
+    common: dict[str, Any] = {"team": team, "system_prompt": "Be brief.", "models": ["gpt-4o-mini"], "classification": "sensitive"}
     limited = api_key_issue(name="limited", rpm=10**8, tpm=10**9, budget=Decimal("1000000"), **common)
     team_free = team_create(name="bench-free", owner_email="bench@example.com")
     free = api_key_issue(name="unlimited", **{**common, "team": team_free})
@@ -137,7 +137,9 @@ def main() -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB_NAME}")
-        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        row = conn.execute("SHOW server_version").fetchone()
+        assert row is not None  # SHOW answers one row
+        version = row[0]
     prefix = f"bench-limits-{uuid.uuid4().hex[:10]}"
     try:
         import django
@@ -179,7 +181,8 @@ def main() -> None:
                 redis = _timed(_one_request(limited))
                 print(_describe("Redis counters (django-redis)", redis, counting))
             finally:
-                caches["counters"].delete_pattern("*")  # only this run's keys: the prefix is unique
+                # Only this run's keys: the prefix is unique.
+                caches["counters"].delete_pattern("*")  # type: ignore[attr-defined]  # django-redis's own method
         connection.close()
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:

@@ -10,6 +10,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from audit.actors import console_actor
+
 from .models import Backend, BackendHealth, McpServer, Model
 from .services import backend_circuit_reset, backend_save, circuit_policy, model_fallbacks_set, model_save
 
@@ -30,8 +32,8 @@ class BackendAdmin(admin.ModelAdmin):
         except BackendHealth.DoesNotExist:
             return "closed"
         now = timezone.now()
-        if health.is_open(now):
-            seconds = int((health.open_until - now).total_seconds()) + 1  # type: ignore[operator]
+        if health.is_open(now) and health.open_until is not None:  # is_open implies an open_until
+            seconds = int((health.open_until - now).total_seconds()) + 1
             return f"OPEN for {seconds} s more ({health.consecutive_failures} failures, last: {health.last_error})"
         if health.consecutive_failures >= circuit_policy()[0]:
             return f"half-open: next request is a trial ({health.consecutive_failures} failures)"
@@ -41,11 +43,11 @@ class BackendAdmin(admin.ModelAdmin):
 
     @admin.action(description="Close the circuit now (the backend is fixed)")
     def close_circuit(self, request: HttpRequest, queryset: QuerySet[Backend]) -> None:
-        count = backend_circuit_reset(backends=list(queryset), actor=request.user)  # type: ignore[arg-type]
+        count = backend_circuit_reset(backends=list(queryset), actor=console_actor(request))
         self.message_user(request, f"Circuit closed for {count} backend(s).", messages.SUCCESS)
 
     def save_model(self, request: HttpRequest, obj: Backend, form: Any, change: bool) -> None:
-        backend_save(backend=obj, actor=request.user)  # type: ignore[arg-type]
+        backend_save(backend=obj, actor=console_actor(request))
 
 
 class ModelForm(forms.ModelForm):
@@ -90,8 +92,8 @@ class ModelAdmin(admin.ModelAdmin):
         return " → ".join(obj.fallback_links.order_by("position").values_list("fallback__name", flat=True)) or "—"
 
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
-        model_save(model=obj, actor=request.user)  # type: ignore[arg-type]
-        model_fallbacks_set(model=obj, fallbacks=form.cleaned_data.get("fallbacks") or [], actor=request.user)  # type: ignore[arg-type]
+        model_save(model=obj, actor=console_actor(request))
+        model_fallbacks_set(model=obj, fallbacks=form.cleaned_data.get("fallbacks") or [], actor=console_actor(request))
 
 
 @admin.register(McpServer)

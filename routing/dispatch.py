@@ -167,7 +167,7 @@ class Dispatcher:
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call(body, lambda adapter, payload: adapter.embeddings(payload))
 
-    async def chat_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chat_stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         failure: UpstreamError | None = None
         for candidate in self._candidates():
             adapter = self.adapters(candidate.backend)

@@ -181,11 +181,11 @@ def _mcp_server_import(item: Any, where: str, summary: ImportSummary, *, actor: 
         raise ValidationError(f"{where}: {'; '.join(exc.messages)}") from exc
     if before is None:
         detail = {"server": name, **values, "source": source}
-        audit_governance_event(event_type="mcp_server_registered", actor=actor, detail=detail)
+        audit_governance_event(event_type=EventType.MCP_SERVER_REGISTERED, actor=actor, detail=detail)
     elif before != values:
         changed = {attr: [before[attr], value] for attr, value in values.items() if before[attr] != value}
         detail = {"server": name, "changed": changed, "source": source}
-        audit_governance_event(event_type="mcp_server_updated", actor=actor, detail=detail)
+        audit_governance_event(event_type=EventType.MCP_SERVER_UPDATED, actor=actor, detail=detail)
 
 
 def mcp_server_error_record(*, name: str, error: str) -> None:

@@ -48,12 +48,12 @@ class CounterCache(BaseCache):
             cursor.execute(sql.replace("{table}", table), params)
             return list(cursor.fetchall()) if cursor.description else []
 
-    def _expiry(self, timeout: float | object | None) -> float | None:
-        return self.get_backend_timeout(timeout)  # type: ignore[no-any-return]
+    def _expiry(self, timeout: float | None) -> float | None:
+        return self.get_backend_timeout(timeout)
 
     # ── the cache API ──
 
-    def add(self, key: str, value: Any, timeout: float | object | None = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+    def add(self, key: str, value: Any, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
         now = time.time()
         rows = self._execute(
@@ -72,7 +72,7 @@ class CounterCache(BaseCache):
         rows = self._execute("SELECT value FROM {table} WHERE key = %s AND (expires IS NULL OR expires > %s)", [key, time.time()])
         return rows[0][0] if rows else default
 
-    def set(self, key: str, value: Any, timeout: float | object | None = DEFAULT_TIMEOUT, version: int | None = None) -> None:
+    def set(self, key: str, value: Any, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         key = self.make_and_validate_key(key, version=version)
         self._execute(
             "INSERT INTO {table} (key, value, expires) VALUES (%s, %s, %s) "
@@ -90,7 +90,7 @@ class CounterCache(BaseCache):
             raise ValueError(f"Key '{key}' not found")
         return int(rows[0][0])
 
-    def touch(self, key: str, timeout: float | object | None = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+    def touch(self, key: str, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
         rows = self._execute(
             "UPDATE {table} SET expires = %s WHERE key = %s AND (expires IS NULL OR expires > %s) RETURNING key",

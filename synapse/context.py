@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from audit.models import Decision
 from dlp.engine import Action, Direction
@@ -37,11 +37,15 @@ class Attempt:
     health: str | None = None  # what the circuit breaker learns from it: "failure" / "recovered"
 
 
+# A /v1 finding is in the PROMPT or the RESPONSE; an /mcp one in a tool call's arguments or result.
+McpDirection = Literal["arguments", "result"]
+
+
 @dataclass(slots=True)
 class DlpFinding:
     """What a DLP rule did; never the matched value."""
 
-    direction: Direction  # PROMPT or RESPONSE
+    direction: Direction | McpDirection
     category: str
     pattern: str
     action: Action

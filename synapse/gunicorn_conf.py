@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,20 +52,20 @@ def _clear_metrics() -> None:
             os.remove(os.path.join(_metrics_dir, name))
 
 
-def on_starting(server):  # type: ignore[no-untyped-def]
+def on_starting(server: Any) -> None:  # gunicorn (no type information) passes its Arbiter
     # Counts left by a previous master would be summed into this one's: start empty.
     _clear_metrics()
     server.log.info("metrics in %s, control socket %s", _metrics_dir, control_socket)
 
 
-def child_exit(server, worker):  # type: ignore[no-untyped-def]
+def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     # Its live gauges go; its counters and histograms stay in the sums.
     multiprocess.mark_process_dead(worker.pid, _metrics_dir)
 
 
-def on_exit(server):  # type: ignore[no-untyped-def]
+def on_exit(server: Any) -> None:
     _clear_metrics()
     if _made_here:
         shutil.rmtree(_runtime_dir, ignore_errors=True)

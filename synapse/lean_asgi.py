@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
@@ -28,17 +29,25 @@ from .middleware import request_id_middleware
 
 
 class ApiASGIHandler(ASGIHandler):
+    # Set by `load_middleware` below; Django's stubs leave these private members out.
+    _middleware_chain: Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
     def load_middleware(self, is_async: bool = False) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response_async if is_async else self._get_response)
-        self._middleware_chain = convert_exception_to_response(request_id_middleware(handler))
+        self._view_middleware: list[Callable[..., Any]] = []
+        self._template_response_middleware: list[Callable[..., Any]] = []
+        self._exception_middleware: list[Callable[..., Any]] = []
+        private = self._get_response_async if is_async else self._get_response  # type: ignore[attr-defined]  # private Django API
+        handler = convert_exception_to_response(private)
+        # ASGIHandler always loads the async chain (is_async=True), which the view awaits.
+        self._middleware_chain = cast(
+            Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+            convert_exception_to_response(request_id_middleware(handler)),
+        )
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         set_urlconf(settings.ROOT_URLCONF)
-        response: HttpResponseBase = await self._middleware_chain(request)
-        response._resource_closers.append(request.close)
+        response = await self._middleware_chain(request)
+        response._resource_closers.append(request.close)  # type: ignore[attr-defined]  # private Django API
         return response
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -54,6 +63,7 @@ class ApiASGIHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)
         if request is None:
+            assert error_response is not None  # create_request returns a request or an error response
             body_file.close()
             await self.send_response(error_response, send)
             return
@@ -68,7 +78,9 @@ class ApiASGIHandler(ASGIHandler):
 
         # Listening for the disconnect lets a streaming response be cancelled when the client
         # goes away (the pipeline then closes the upstream and still writes the audit row).
-        tasks = [asyncio.create_task(self.listen_for_disconnect(receive)), asyncio.create_task(process_request())]
+        disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
+        respond = asyncio.create_task(process_request())
+        tasks: list[asyncio.Task[Any]] = [disconnect, respond]
         try:
             with shutdown.inflight():
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -80,8 +92,8 @@ class ApiASGIHandler(ASGIHandler):
             # The worker's grace ran out with this request still running: cut it, audited.
             with shutdown.inflight():
                 await shutdown.cut(tasks, state)
-            if not tasks[1].cancelled() and tasks[1].exception() is None:
-                tasks[1].result().close()
+            if not respond.cancelled() and respond.exception() is None:
+                respond.result().close()
             body_file.close()
             return
         for task in tasks:
@@ -92,6 +104,6 @@ class ApiASGIHandler(ASGIHandler):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if not tasks[1].cancelled():
-            tasks[1].result().close()
+        if not respond.cancelled():
+            respond.result().close()
         body_file.close()

@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from alerts.services import alerts_observe_request
 from audit.services import audit_record_mcp
+from dlp.engine import Action
 from dlp.inspection import Inspector, Verdict
 from dlp.selectors import dlp_policy
 from routing.mcp_client import McpTarget, McpUpstreamError, call_tool, list_tools
@@ -48,7 +49,7 @@ from teams.selectors import KeyScope, api_key_authenticate
 from teams.tools import server_may_match, tool_allowed
 
 from .audit_record import request_record
-from .context import Attempt, DlpFinding, RequestContext
+from .context import Attempt, DlpFinding, McpDirection, RequestContext
 from .db import run_db
 from .errors import Decision, GatewayError, dlp_blocked, limit_exceeded, limits_unavailable
 from .observability import audit_observed
@@ -86,7 +87,7 @@ class RpcError(Exception):
         message: str,
         *,
         code: str,
-        decision: str,
+        decision: Decision,
         http_status: int = 200,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -301,7 +302,7 @@ def _parse(request: HttpRequest) -> dict[str, Any] | RpcError:
             decision=Decision.INVALID_REQUEST,
             http_status=400,
         )
-    return message  # type: ignore[no-any-return]
+    return message
 
 
 def _shape_problem(message: Any) -> str:
@@ -525,10 +526,10 @@ async def _tools_call(ctx: RequestContext, call: McpCall, params: dict[str, Any]
     return delivered
 
 
-def _judge(ctx: RequestContext, verdict: Verdict, direction: str) -> bool:
+def _judge(ctx: RequestContext, verdict: Verdict, direction: McpDirection) -> bool:
     """Record what DLP found; whether it blocks."""
     ctx.dlp_findings.extend(
-        DlpFinding(direction=direction, category=f.category, pattern=f.pattern, action=f.action, count=f.count)
+        DlpFinding(direction=direction, category=f.category, pattern=f.pattern, action=Action(f.action), count=f.count)
         for f in verdict.findings
     )
     return bool(verdict.blocked)

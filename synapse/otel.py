@@ -137,7 +137,11 @@ def annotate(ctx: RequestContext) -> None:
         attributes["gen_ai.usage.output_tokens"] = ctx.completion_tokens
     span.set_attributes(attributes)
     for attempt in ctx.attempts:
-        event = {"synapse.backend": attempt.backend, "synapse.outcome": attempt.outcome, "synapse.latency_ms": attempt.latency_ms}
+        event: dict[str, str | float] = {
+            "synapse.backend": attempt.backend,
+            "synapse.outcome": attempt.outcome,
+            "synapse.latency_ms": attempt.latency_ms,
+        }
         if attempt.status is not None:
             event["http.response.status_code"] = attempt.status
         span.add_event("upstream.attempt", event)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -481,7 +481,9 @@ async def _models(ctx: RequestContext, raw_key: str) -> HttpResponseBase:
 # ── streaming ──────────────────────────────────────────────────────────────────────────
 
 
-async def _start_stream(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]], encoder: StreamEncoder) -> HttpResponseBase:
+async def _start_stream(
+    ctx: RequestContext, chunks: AsyncGenerator[dict[str, Any], None], encoder: StreamEncoder
+) -> HttpResponseBase:
     """Wait for the first chunk before answering, so a backend that fails up front gets a real
     HTTP error status instead of a 200 stream that dies."""
     try:
@@ -489,10 +491,10 @@ async def _start_stream(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any
     except StopAsyncIteration:
         first = None
     except UpstreamError as exc:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
         raise _upstream_error(ctx, exc) from exc
     except BaseException:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
         raise
     response = StreamingHttpResponse(
         _relay(ctx, chunks, first, encoder),
@@ -503,7 +505,7 @@ async def _start_stream(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any
 
 
 async def _relay(
-    ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None, encoder: StreamEncoder
+    ctx: RequestContext, chunks: AsyncGenerator[dict[str, Any], None], first: dict[str, Any] | None, encoder: StreamEncoder
 ) -> AsyncIterator[bytes]:
     failed: GatewayError | None = None
     # Output DLP: each choice's text and each tool call's arguments pass a hold-back window.
@@ -545,12 +547,12 @@ async def _relay(
     except (asyncio.CancelledError, GeneratorExit):
         # The client went away (Django cancels the task, or closes this generator while it is
         # parked at a yield): close the upstream, still leave the audit row, then stop.
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
         _stream_verdict(ctx, guard)
         await _audit(ctx, disconnected=True)
         raise
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()
 
     blocked = _stream_verdict(ctx, guard)
     failed = failed or blocked

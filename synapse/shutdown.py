@@ -13,7 +13,7 @@ to finish before the process exits.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -59,7 +59,7 @@ class ResponseState:
         self.finished = False
         self.event_stream = False
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Mapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.started = True
             content_type = next((v for k, v in message.get("headers") or [] if bytes(k).lower() == b"content-type"), b"")

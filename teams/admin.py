@@ -14,6 +14,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.actors import console_actor
+
 from .charts import bar_chart
 from .forms import IssueKeyForm
 from .models import ApiKey, Team
@@ -64,12 +66,13 @@ class TeamAdmin(admin.ModelAdmin):
             team_update(
                 team=Team.objects.get(pk=obj.pk),
                 changes={name: settings[name] for name in form.changed_data if name in settings},
-                actor=request.user,  # type: ignore[arg-type]
+                actor=console_actor(request),
             )
             return
-        created = team_create(name=obj.name, owner_email=obj.owner_email, display_name=obj.display_name, actor=request.user)
+        actor = console_actor(request)
+        created = team_create(name=obj.name, owner_email=obj.owner_email, display_name=obj.display_name, actor=actor)
         rest = {name: value for name, value in settings.items() if name not in ("display_name", "owner_email")}
-        team_update(team=created, changes=rest, actor=request.user)  # type: ignore[arg-type]
+        team_update(team=created, changes=rest, actor=actor)
         obj.pk = created.pk
 
     def get_urls(self) -> list[Any]:
@@ -108,7 +111,7 @@ class TeamAdmin(admin.ModelAdmin):
                     enforcement=data["enforcement"],
                     expires_at=data["expires_at"],
                     requested_by=data["requested_by"],
-                    approved_by=request.user,  # type: ignore[arg-type]
+                    approved_by=console_actor(request),
                     tools=data["tools"],
                 )
             except ValidationError as exc:
@@ -213,12 +216,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if "expires_at" in form.changed_data:
-            api_key_set_expiry(api_key=obj, expires_at=obj.expires_at, actor=request.user)  # type: ignore[arg-type]
+            api_key_set_expiry(api_key=obj, expires_at=obj.expires_at, actor=console_actor(request))
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = 0
         for api_key in queryset.filter(revoked_at__isnull=True):
-            api_key_revoke(api_key=api_key, revoked_by=request.user, reason="revoked in the admin")  # type: ignore[arg-type]
+            api_key_revoke(api_key=api_key, revoked_by=console_actor(request), reason="revoked in the admin")
             count += 1
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)

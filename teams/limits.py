@@ -194,7 +194,8 @@ def _caps(
     if endpoint == "embeddings":
         reservation.prompt = count_input(body.get("input"), model=model)
     else:
-        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        given = body.get("messages")
+        messages: list[Any] = given if isinstance(given, list) else []
         bound = [{"role": "system", "content": system_prompt}] if system_prompt else []
         reservation.prompt = count_chat([*bound, *messages], model=model, tools=body.get("tools"))
         if scope.max_messages is not None and len(messages) > scope.max_messages:

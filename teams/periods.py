@@ -5,7 +5,7 @@ Pure functions (no database) so the per-request scope snapshot and the models sh
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -37,9 +37,9 @@ def period_bounds(*, period: str, zone: ZoneInfo, at: datetime) -> tuple[datetim
     return _local_midnight(zone, start.date()), end
 
 
-def _local_midnight(zone: ZoneInfo, day: object) -> datetime:
+def _local_midnight(zone: ZoneInfo, day: date) -> datetime:
     # Rebuilt from the date so a DST change inside the period does not shift the boundary.
-    return datetime.combine(day, time(0), tzinfo=zone)  # type: ignore[arg-type]
+    return datetime.combine(day, time(0), tzinfo=zone)
 
 
 def is_business_time(at: datetime, *, zone: ZoneInfo, start: time, end: time, days: str) -> bool:

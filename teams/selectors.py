@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from routing.rows import Select
 
-from .models import KEY_PREFIX, ApiKey, Team, hash_secret
+from .models import KEY_PREFIX, ApiKey, ApiKeyModel, Team, hash_secret
 from .periods import is_business_time, zone_named
 from .tools import stored_patterns
 
@@ -155,7 +155,7 @@ def api_key_authenticate(raw: str) -> KeyScope | None:
 
 def allowed_model_names(*, key_id: int) -> list[str]:
     return list(
-        ApiKey.allowed_models.through.objects.filter(api_key_id=key_id)
+        ApiKeyModel.objects.filter(api_key_id=key_id)
         .order_by("model__name")
         .values_list("model__name", flat=True)
     )

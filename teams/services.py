@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -81,7 +81,7 @@ def api_key_issue(
     enforcement: str = Enforcement.ENFORCE,
     expires_at: datetime | None = None,
     requested_by: str = "",
-    approved_by: AbstractBaseUser | None = None,
+    approved_by: User | None = None,
     tools: Sequence[str] | str = (),
 ) -> IssuedKey:
     """Issue a key bound to one approved use case; the binding is sealed in the same transaction."""
@@ -161,7 +161,7 @@ def api_key_issue(
 
 
 @transaction.atomic
-def api_key_revoke(*, api_key: ApiKey, revoked_by: AbstractBaseUser | None = None, reason: str = "") -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, revoked_by: User | None = None, reason: str = "") -> ApiKey:
     """Revoke now; every worker refuses the key from its next request (keys are not cached)."""
     if api_key.revoked_at is not None:
         return api_key

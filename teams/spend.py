@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Q, Sum
@@ -42,7 +44,8 @@ def team_period_spend(*, team: Team, at: datetime | None = None) -> PeriodSpend:
     """The team's spend this budget period, and each of its keys'."""
     start, end = period_bounds(period=team.budget_period, zone=team.zone(), at=at or timezone.now())
     rows = AuditEvent.objects.filter(event_type=EventType.REQUEST, team_id=team.pk, occurred_at__gte=start, occurred_at__lt=end)
-    by_key = {row["key_id"]: row for row in rows.values("key_id").annotate(spent=Sum("cost"), requests=Count("id")).order_by()}
+    per_key = rows.values("key_id").annotate(spent=Sum("cost"), requests=Count("id")).order_by()
+    by_key: dict[int | None, Mapping[str, Any]] = {row["key_id"]: row for row in per_key}
     keys = [
         SpendLine(
             name=key.name,
@@ -110,7 +113,7 @@ def daily_activity(*, zone: ZoneInfo, days: int = 14) -> list[DayActivity]:
         )
         .order_by()
     )
-    found = {row["day"]: row for row in rows}
+    found: dict[date, Mapping[str, Any]] = {row["day"]: row for row in rows}
     result = []
     for i in range(days):
         day = first + timedelta(days=i)

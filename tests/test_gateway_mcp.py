@@ -69,7 +69,7 @@ def search(query: str) -> str:
 
 @pytest.fixture(scope="module")
 def crm_server() -> Iterator[FakeMcpServer]:
-    tools = {
+    tools: dict[str, Callable[..., Any]] = {
         "lookup_customer": lookup_customer,
         "add_note": add_note,
         "delete_customer": delete_customer,

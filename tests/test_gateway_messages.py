@@ -14,6 +14,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from anthropic.types import TextBlock
 from django.core.management import call_command
 
 from audit.models import AuditEvent
@@ -110,7 +111,7 @@ def test_it_accepts_the_key_as_a_bearer_token(gateway: Gateway, sensitive_key: I
 
     client = Anthropic(base_url=gateway.base_url, auth_token=sensitive_key.plaintext, max_retries=0)
     message = client.messages.create(model="llama-3-8b", max_tokens=32, messages=[{"role": "user", "content": "hi"}])
-    assert message.content[0].text == "echo: hi"
+    assert isinstance(message.content[0], TextBlock) and message.content[0].text == "echo: hi"
 
 
 def test_it_streams_anthropic_events(gateway: Gateway, sensitive_key: IssuedKey, onprem_upstream: FakeOpenAI) -> None:
@@ -229,13 +230,13 @@ def test_each_refusal_raises_the_sdks_own_exception(gateway: Gateway, team: Team
         gateway.anthropic("syn_nope").messages.create(
             model="llama-3-8b", max_tokens=8, messages=[{"role": "user", "content": "x"}]
         )
-    assert auth.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    assert isinstance(auth.value.body, dict) and auth.value.body["error"]["type"] == "authentication_error"
     assert auth.value.response.headers["request-id"]
     with pytest.raises(anthropic.PermissionDeniedError):
         ask(gateway, sensitive_key, "hi", model="gpt-4o-mini")
     with pytest.raises(anthropic.BadRequestError) as bad:
         gateway.anthropic(sensitive_key.plaintext).messages.create(
-            model="llama-3-8b", max_tokens=8, messages=[{"role": "robot", "content": "x"}]  # type: ignore[list-item]
+            model="llama-3-8b", max_tokens=8, messages=[{"role": "robot", "content": "x"}]
         )
     assert "messages[0].role" in bad.value.message
     limited = api_key_issue(

@@ -236,7 +236,7 @@ def test_gemini_answers_and_streams(gateway: Gateway, cloud_providers_key: Issue
 
     assert completion.choices[0].message.content == "echo: hello there"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello there"
-    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == completion.usage.total_tokens  # type: ignore[union-attr]
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == completion.usage.total_tokens
     plain, streamed = gemini.received
     assert plain.path == "/v1beta/models/gemini-2.5-flash:generateContent"
     assert streamed.path == "/v1beta/models/gemini-2.5-flash:streamGenerateContent" and streamed.query == {"alt": ["sse"]}

@@ -27,7 +27,7 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 @pytest.fixture(scope="module")
-def json_gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+def json_gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:
     with django_db_blocker.unblock():
         url = database_url_for_tests()
     # The container's log settings: JSON, the default level (INFO).

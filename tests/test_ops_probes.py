@@ -89,7 +89,7 @@ def test_database_gauges_show_an_open_circuit(gateway: Gateway, sensitive_key: I
 
 
 @pytest.fixture(scope="module")
-def guarded_gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+def guarded_gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:
     with django_db_blocker.unblock():
         url = database_url_for_tests()
     server = start_gateway(database_url=url, extra_env={"SYNAPSE_METRICS_TOKEN": METRICS_TOKEN})
@@ -108,7 +108,7 @@ def test_metrics_behind_a_token_need_it(guarded_gateway: Gateway) -> None:
     assert httpx.get(f"{guarded_gateway.base_url}/healthz", timeout=5).status_code == 200
 
 
-def test_readyz_names_an_unreachable_database_while_healthz_stays_up(django_db_setup) -> None:  # type: ignore[no-untyped-def]
+def test_readyz_names_an_unreachable_database_while_healthz_stays_up(django_db_setup) -> None:
     nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/synapse"
     server = start_gateway(database_url=nowhere, extra_env={"SYNAPSE_DB_POOL_TIMEOUT": "1"})
     try:

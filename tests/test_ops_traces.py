@@ -69,7 +69,7 @@ def collector() -> Iterator[Collector]:
 
 
 @pytest.fixture(scope="module")
-def traced_gateway(django_db_setup, django_db_blocker, collector: Collector) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+def traced_gateway(django_db_setup, django_db_blocker, collector: Collector) -> Iterator[Gateway]:
     with django_db_blocker.unblock():
         url = database_url_for_tests()
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}

@@ -86,7 +86,7 @@ def test_a_missing_key_is_a_401(routing: None) -> None:
 
 def test_it_accepts_the_key_in_x_api_key(sensitive_key: IssuedKey) -> None:
     body = {"model": "mock-small", "messages": [{"role": "user", "content": "hi"}]}
-    response = call("post", CHAT, None, body, **{"x-api-key": sensitive_key.plaintext})
+    response = call("post", CHAT, None, body, raw=None, **{"x-api-key": sensitive_key.plaintext})
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == 'Mock answer from mock-small: you said "hi".'
 

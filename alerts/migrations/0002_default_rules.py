@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 DEFAULTS = [
     # kind, threshold, window, factor, baseline, cooldown, severity
@@ -15,7 +17,7 @@ DEFAULTS = [
 ]
 
 
-def seed(apps, schema_editor):  # type: ignore[no-untyped-def]
+def seed(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     rule = apps.get_model("alerts", "AnomalyRule")
     for kind, threshold, window, factor, baseline, cooldown, severity in DEFAULTS:
         rule.objects.get_or_create(

@@ -60,6 +60,7 @@ class Receiver:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an IPv4 server's address
         return f"http://{host}:{port}/hooks/synapse"
 
     def start(self) -> Receiver:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def console(approver) -> Client:  # type: ignore[no-untyped-def]
+def console(approver) -> Client:
     client = Client()
     client.force_login(approver)
     return client
@@ -26,7 +26,7 @@ def fire(title: str) -> Alert:
     return alert
 
 
-def test_alerts_are_listed_and_a_person_acknowledges_them(console: Client, approver) -> None:  # type: ignore[no-untyped-def]
+def test_alerts_are_listed_and_a_person_acknowledges_them(console: Client, approver) -> None:
     first, second = fire("5 DLP blocks for key 'triage' within 10 min"), fire("6 DLP blocks for key 'intake' within 10 min")
     changelist = reverse("admin:alerts_alert_changelist")
     page = console.get(changelist)
@@ -48,7 +48,7 @@ def test_alerts_are_listed_and_a_person_acknowledges_them(console: Client, appro
     assert "intake" in unacknowledged and "triage" not in unacknowledged
 
 
-def test_acknowledging_twice_keeps_the_first_person(approver, django_user_model) -> None:  # type: ignore[no-untyped-def]
+def test_acknowledging_twice_keeps_the_first_person(approver, django_user_model) -> None:
     bob = django_user_model.objects.create_user(username="bob", password="bob-pass-123", is_staff=True)
     alert = fire("5 DLP blocks")
     on_bobs_screen = Alert.objects.get(pk=alert.pk)  # loaded before alice acknowledged it

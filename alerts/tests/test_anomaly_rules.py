@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -31,7 +32,7 @@ from .conftest import advance_counter_clock, finish_request, issue_scope
 pytestmark = pytest.mark.django_db
 
 OnlyRule = Callable[..., AnomalyRule]
-PRICES = {"input_price_per_mtok": Decimal("10"), "output_price_per_mtok": Decimal("30")}
+PRICES: dict[str, Any] = {"input_price_per_mtok": Decimal("10"), "output_price_per_mtok": Decimal("30")}
 
 
 def alerts(kind: str) -> list[Alert]:

@@ -40,7 +40,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def fast_retries(settings):  # type: ignore[no-untyped-def]
+def fast_retries(settings):
     settings.SYNAPSE = {**settings.SYNAPSE, "WEBHOOK_BACKOFF_SECONDS": 10.0, "WEBHOOK_MAX_ATTEMPTS": 4}
 
 

@@ -16,6 +16,8 @@ such a migration must install them again (SQLITE_SQL).
 from __future__ import annotations
 
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 from audit.chain import CHAINED_FIELDS, GENESIS, chain_hash, content_digest
 
@@ -91,7 +93,7 @@ SQLITE_REVERSE = [
 ]
 
 
-def chain_existing_rows(apps, schema_editor):  # type: ignore[no-untyped-def]
+def chain_existing_rows(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     AuditEvent = apps.get_model("audit", "AuditEvent")
     manager = AuditEvent.objects.using(schema_editor.connection.alias)
     prev_hash = GENESIS
@@ -102,7 +104,7 @@ def chain_existing_rows(apps, schema_editor):  # type: ignore[no-untyped-def]
         prev_hash = row_hash
 
 
-def install_triggers(apps, schema_editor):  # type: ignore[no-untyped-def]
+def install_triggers(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
         schema_editor.execute(PG_SQL)
@@ -111,7 +113,7 @@ def install_triggers(apps, schema_editor):  # type: ignore[no-untyped-def]
             schema_editor.execute(statement)
 
 
-def remove_triggers(apps, schema_editor):  # type: ignore[no-untyped-def]
+def remove_triggers(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
         schema_editor.execute(PG_REVERSE)

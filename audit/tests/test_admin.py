@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:audit_auditevent_changelist")
 
 
-def client_for(user) -> Client:  # type: ignore[no-untyped-def]
+def client_for(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
@@ -44,7 +46,7 @@ def refused(sensitive_key: IssuedKey) -> AuditEvent:
         "?q=req_nothing",
     ],
 )
-def test_every_filter_answers_without_counting_the_whole_table(approver, refused: AuditEvent, query: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_filter_answers_without_counting_the_whole_table(approver, refused: AuditEvent, query: str) -> None:
     console = client_for(approver)
     with CaptureQueriesContext(connection) as queries:
         assert console.get(CHANGELIST + query).status_code == 200
@@ -52,35 +54,36 @@ def test_every_filter_answers_without_counting_the_whole_table(approver, refused
     assert counts and all("LIMIT" in sql.upper() for sql in counts)
 
 
-def test_filters_select_the_right_rows(approver, refused: AuditEvent, sensitive_key: IssuedKey) -> None:  # type: ignore[no-untyped-def]
+def test_filters_select_the_right_rows(approver, refused: AuditEvent, sensitive_key: IssuedKey) -> None:
     console = client_for(approver)
     key_id, team_id = sensitive_key.api_key.pk, sensitive_key.api_key.team_id
-    for query, expected in [
+    cases: list[tuple[dict[str, Any], bool]] = [
         ({"decision": "blocked_scope", "key_id": key_id, "team_id": team_id}, True),
         ({"decision": "allowed"}, False),
         ({"status": "4xx", "event_type__exact": "request"}, True),
         ({"status": "5xx"}, False),
         ({"key_id": key_id + 1000}, False),
-    ]:
+    ]
+    for query, expected in cases:
         page = console.get(CHANGELIST, query)
         assert (refused.request_id.encode() in page.content) is expected, query
 
 
-def test_it_offers_every_decision_in_the_filter_monitor_ones_included(approver, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+def test_it_offers_every_decision_in_the_filter_monitor_ones_included(approver, refused: AuditEvent) -> None:
     html = client_for(approver).get(CHANGELIST).content.decode()
     for value, label in Decision.choices:
         assert f"?decision={value}" in html and label in html, value
     assert "?decision=monitor_blocked_limit" in html
 
 
-def test_it_finds_a_request_by_its_id(approver, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+def test_it_finds_a_request_by_its_id(approver, refused: AuditEvent) -> None:
     console = client_for(approver)
     page = console.get(CHANGELIST, {"q": refused.request_id})
     assert refused.request_id.encode() in page.content
     assert refused.request_id.encode() not in console.get(CHANGELIST, {"q": refused.request_id[:-2]}).content
 
 
-def test_the_detail_page_shows_the_decision_chain(approver, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+def test_the_detail_page_shows_the_decision_chain(approver, refused: AuditEvent) -> None:
     page = client_for(approver).get(reverse("admin:audit_auditevent_change", args=[refused.pk]))
     assert page.status_code == 200
     html = page.content.decode()
@@ -89,7 +92,7 @@ def test_the_detail_page_shows_the_decision_chain(approver, refused: AuditEvent)
     assert 'name="_save"' not in html  # no save button: nothing to change
 
 
-def test_no_one_can_add_change_or_delete_an_event(approver, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+def test_no_one_can_add_change_or_delete_an_event(approver, refused: AuditEvent) -> None:
     console = client_for(approver)  # a superuser
     change = reverse("admin:audit_auditevent_change", args=[refused.pk])
     assert console.get(reverse("admin:audit_auditevent_add")).status_code == 403
@@ -99,7 +102,7 @@ def test_no_one_can_add_change_or_delete_an_event(approver, refused: AuditEvent)
     assert AuditEvent.objects.filter(pk=refused.pk, actor="").exists()
 
 
-def test_an_auditor_sees_the_audit_log_and_nothing_else(auditor, refused: AuditEvent) -> None:  # type: ignore[no-untyped-def]
+def test_an_auditor_sees_the_audit_log_and_nothing_else(auditor, refused: AuditEvent) -> None:
     console = client_for(auditor)
     assert console.get(CHANGELIST).status_code == 200
     assert console.get(reverse("admin:audit_auditevent_change", args=[refused.pk])).status_code == 200
@@ -107,12 +110,12 @@ def test_an_auditor_sees_the_audit_log_and_nothing_else(auditor, refused: AuditE
     assert console.get(reverse("admin:teams_apikey_changelist")).status_code == 403
 
 
-def test_other_staff_cannot_read_the_audit_log(django_user_model) -> None:  # type: ignore[no-untyped-def]
+def test_other_staff_cannot_read_the_audit_log(django_user_model) -> None:
     staff = django_user_model.objects.create_user(username="bob", password="bob-pass-123", is_staff=True)
     assert client_for(staff).get(CHANGELIST).status_code == 403
 
 
-def test_console_sessions_are_audited(approver) -> None:  # type: ignore[no-untyped-def]
+def test_console_sessions_are_audited(approver) -> None:
     console = Client(REMOTE_ADDR="10.1.2.3")
     login = reverse("admin:login")
     console.post(login, {"username": "alice", "password": "wrong-password"})

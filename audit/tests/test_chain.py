@@ -11,7 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.chain import CHAINED_FIELDS, GENESIS, chain_hash, content_digest
-from audit.models import AuditEvent
+from audit.models import AuditEvent, EventType
 from audit.selectors import audit_chain_verify
 from audit.services import audit_event_append, audit_governance_event
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 
 def events(n: int) -> list[AuditEvent]:
-    return [audit_governance_event(event_type="routing_changed", actor_name=f"op{i}", detail={"i": i}) for i in range(n)]
+    return [audit_governance_event(event_type=EventType.ROUTING_CHANGED, actor_name=f"op{i}", detail={"i": i}) for i in range(n)]
 
 
 def verify() -> str:

@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from audit.chain import CHAINED_FIELDS, GENESIS, chain_hash, content_digest
-from audit.models import AuditEvent
+from audit.models import AuditEvent, EventType
 from audit.services import audit_governance_event
 
 from .helpers import as_superuser
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 def events(n: int) -> None:
     for i in range(n):
-        audit_governance_event(event_type="routing_changed", actor_name=f"op{i}")
+        audit_governance_event(event_type=EventType.ROUTING_CHANGED, actor_name=f"op{i}")
 
 
 def checkpoint(tmp_path: Path) -> Path:

@@ -18,5 +18,5 @@ def test_it_records_a_declared_event_type() -> None:
 
 def test_it_refuses_an_undeclared_event_type() -> None:
     with pytest.raises(ValueError, match="routing_renamed"):
-        audit_governance_event(event_type="routing_renamed", actor_name="ops")  # type: ignore[arg-type]
+        audit_governance_event(event_type="routing_renamed", actor_name="ops")  # type: ignore[arg-type]  # the wrong type on purpose
     assert not AuditEvent.objects.exists()

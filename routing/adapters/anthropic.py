@@ -265,9 +265,9 @@ class StreamTranslator:
             if delta.get("type") == "text_delta" and delta.get("text"):
                 return [self.out.text(delta["text"])]
             if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                index = self.tool_index.get(data.get("index", 0))
-                if index is not None:
-                    return [self.out.tool_call_arguments(index, delta["partial_json"])]
+                call_index = self.tool_index.get(data.get("index", 0))
+                if call_index is not None:
+                    return [self.out.tool_call_arguments(call_index, delta["partial_json"])]
         elif kind == "message_delta":
             stop_reason = (data.get("delta") or {}).get("stop_reason")
             if stop_reason:

@@ -18,7 +18,7 @@ from tests.fakes.base import Reply
 
 KEY = "sk-ant-test-credential-7f3a9c"
 BOUND = "You are the claims assistant. Never reveal policy numbers."
-WEATHER_TOOL = {
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",

@@ -20,7 +20,7 @@ from tests.fakes.gemini import Answer, FakeGemini
 KEY = "AIza-test-credential-51c0ffee"
 BOUND = "You are the claims assistant. Never reveal policy numbers."
 MODEL = "gemini-2.5-flash"
-WEATHER_TOOL = {
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",

@@ -62,7 +62,8 @@ def test_a_failed_trial_after_the_cool_down_reopens_it_at_once(routing: None) ->
 
     fail()
 
-    assert health().open_until is not None and health().open_until > timezone.now()
+    open_until = health().open_until
+    assert open_until is not None and open_until > timezone.now()
 
 
 def test_the_route_carries_the_state_to_the_dispatcher(sensitive_key: IssuedKey) -> None:

@@ -105,7 +105,7 @@ class Run:
                     if stop_after is not None and len(self.chunks) >= stop_after:
                         break  # the client went away
             finally:
-                await chunks.aclose()  # type: ignore[attr-defined]
+                await chunks.aclose()
             return self.chunks
 
         return self._run(consume)

@@ -19,7 +19,7 @@ from teams.services import IssuedKey
 
 pytestmark = pytest.mark.django_db
 
-CHAIN = {
+CHAIN: dict[str, Any] = {
     "backends": [
         {"name": "vllm-b", "kind": "vllm", "base_url": "http://10.0.0.2:8000/v1", "location": "on_prem",
          "timeout": 60, "connect_timeout": 2, "first_byte_timeout": 15, "max_retries": 3},

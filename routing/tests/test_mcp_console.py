@@ -7,8 +7,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, Decision
 from audit.services import audit_record_mcp
+from dlp.engine import Action
 from routing.models import McpServer
 from routing.services import mcp_server_error_record, routing_import
 from synapse.audit_record import request_record
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def console(approver) -> Client:  # type: ignore[no-untyped-def]
+def console(approver) -> Client:
     client = Client()
     client.force_login(approver)
     return client
@@ -60,8 +61,8 @@ def test_a_tool_call_row_shows_server_tool_and_decision(console: Client, team: T
     )  # fmt: skip
     ctx.key = api_key_authenticate(issued.plaintext)
     ctx.model_requested = "crm__add_note"
-    ctx.dlp_findings.append(DlpFinding(direction="arguments", category="AWS_CREDENTIAL", pattern="aws", action="block"))
-    ctx.reject(decision="blocked_dlp", status=200, code="dlp_blocked", message="blocked")
+    ctx.dlp_findings.append(DlpFinding(direction="arguments", category="AWS_CREDENTIAL", pattern="aws", action=Action.BLOCK))
+    ctx.reject(decision=Decision.BLOCKED_DLP, status=200, code="dlp_blocked", message="blocked")
     row = audit_record_mcp(
         record=request_record(ctx), rpc_method="tools/call", server="crm", tool="add_note", arguments={"note": "x"}
     )

@@ -8,18 +8,20 @@ whenever they are missing (teams.budgets).
 
 from __future__ import annotations
 
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 from django.db import migrations, models
 
 PG_SQL = "ALTER TABLE synapse_counter SET UNLOGGED; ALTER TABLE synapse_counter SET (fillfactor = 70);"
 PG_REVERSE = "ALTER TABLE synapse_counter SET LOGGED; ALTER TABLE synapse_counter RESET (fillfactor);"
 
 
-def forwards(apps, schema_editor):  # type: ignore[no-untyped-def]
+def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(PG_SQL)
 
 
-def backwards(apps, schema_editor):  # type: ignore[no-untyped-def]
+def backwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(PG_REVERSE)
 

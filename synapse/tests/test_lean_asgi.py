@@ -51,13 +51,13 @@ def test_it_replaces_the_members_load_middleware_sets() -> None:
     lean = ApiASGIHandler()
     assert (lean._view_middleware, lean._template_response_middleware, lean._exception_middleware) == ([], [], [])
     assert "load_middleware" in vars(BaseHandler)
-    assert HttpResponse()._resource_closers == []
+    assert HttpResponse()._resource_closers == []  # type: ignore[attr-defined]  # the private member lean_asgi uses
 
 
 @pytest.mark.django_db(transaction=True)
 def test_it_answers_and_audits_a_v1_request() -> None:
     async def call() -> httpx.Response:
-        transport = httpx.ASGITransport(app=ApiASGIHandler())
+        transport = httpx.ASGITransport(app=ApiASGIHandler())  # type: ignore[arg-type]  # Django types the scope dict, httpx MutableMapping
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             return await client.get("/v1/models", headers={"authorization": "Bearer syn_wrong"})
 

@@ -34,7 +34,7 @@ def context(*, monitor: bool) -> RequestContext:
         request_id="req_test", endpoint="chat.completions", method="POST", path="/v1/chat/completions",
         client_ip="127.0.0.1", user_agent="t", received_at=timezone.now(),
     )  # fmt: skip
-    ctx.key = SimpleNamespace(is_monitor=monitor)  # type: ignore[assignment]
+    ctx.key = SimpleNamespace(is_monitor=monitor)  # type: ignore[assignment]  # a stand-in: only is_monitor is read
     return ctx
 
 

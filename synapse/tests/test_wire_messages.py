@@ -28,9 +28,13 @@ from anthropic.types import (
     RawMessageStartEvent,
     RawMessageStopEvent,
     RawMessageStreamEvent,
+    TextBlock,
+    ToolParam,
+    ToolUseBlock,
 )
 from anthropic.types.shared import ErrorResponse
 
+from audit.models import Decision
 from routing.adapters.openai_shapes import ChunkWriter, completion, tool_call, usage
 from synapse import errors
 from synapse.errors import GatewayError
@@ -55,7 +59,7 @@ EVENT_CLASSES = {
     "content_block_stop": RawContentBlockStopEvent,
 }
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-WEATHER = {
+WEATHER: ToolParam = {
     "name": "get_weather",
     "description": "Current weather for a city",
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
@@ -608,13 +612,13 @@ def test_it_answers_tool_calls_as_tool_use_blocks() -> None:
 def test_tool_arguments_that_are_not_an_object_never_crash(arguments: Any, expected: dict[str, Any]) -> None:
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": arguments}}
     result = message(answer(text="", tool_calls=[call], finish_reason="tool_calls"))
-    assert result.content[0].input == expected  # type: ignore[union-attr]
+    assert isinstance(result.content[0], ToolUseBlock) and result.content[0].input == expected
 
 
 def test_a_tool_call_without_an_id_gets_one() -> None:
     call = {"type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
     block = message(answer(text="", tool_calls=[call])).content[0]
-    assert block.id.startswith("toolu_")  # type: ignore[union-attr]
+    assert isinstance(block, ToolUseBlock) and block.id.startswith("toolu_")
 
 
 @pytest.mark.parametrize(
@@ -629,7 +633,8 @@ def test_a_refusal_is_text_with_stop_reason_refusal() -> None:
     result = answer(text="")
     result["choices"][0]["message"]["refusal"] = "I can't help with that."
     parsed = message(result)
-    assert parsed.content[0].text == "I can't help with that." and parsed.stop_reason == "refusal"  # type: ignore[union-attr]
+    assert isinstance(parsed.content[0], TextBlock) and parsed.content[0].text == "I can't help with that."
+    assert parsed.stop_reason == "refusal"
 
 
 def test_a_stop_sequence_named_by_the_backend_is_reported() -> None:
@@ -670,7 +675,7 @@ def encode(chunks: list[dict[str, Any]], *, body: dict[str, Any] | None = None, 
 
 def validated(raw: bytes) -> list[Any]:
     """Every event through the SDK's own union; each must resolve to the class its name says."""
-    parsed = []
+    parsed: list[Any] = []
     for name, data in parse_sse(raw):
         if name in ("ping", "error"):
             continue
@@ -883,7 +888,7 @@ def test_errors_have_anthropics_shape(exc: GatewayError, error_type: str, _: typ
 
 
 def test_an_error_without_a_code_is_still_anthropic_shaped() -> None:
-    exc = GatewayError(status=418, message="Odd.", type="x", code=None, decision="invalid_request")
+    exc = GatewayError(status=418, message="Odd.", type="x", code=None, decision=Decision.INVALID_REQUEST)
     assert error_body(exc) == {"type": "error", "error": {"type": "invalid_request_error", "message": "Odd."}}
     exc.status = 507
     assert error_body(exc)["error"]["type"] == "api_error"
@@ -959,7 +964,7 @@ def test_the_sdk_reads_an_answer(client: anthropic.Anthropic, upstream: Upstream
         speed="standard",
         extra_body={"temperature": 0.2, "top_k": 5},
     )
-    assert isinstance(result, Message) and result.content[0].text == "Hello!"  # type: ignore[union-attr]
+    assert isinstance(result.content[0], TextBlock) and result.content[0].text == "Hello!"
     assert result._request_id == "req_sdk"
     seen = upstream.seen[0]
     assert seen["messages"][0] == {"role": "system", "content": "Be terse."}
@@ -978,15 +983,15 @@ def test_the_sdk_runs_a_tool_loop(client: anthropic.Anthropic, upstream: Upstrea
     first = client.messages.create(
         model="claude-gw", max_tokens=64, messages=messages, tools=[WEATHER], tool_choice={"type": "auto"}
     )
-    assert first.stop_reason == "tool_use"
+    assert first.stop_reason == "tool_use" and isinstance(first.content[0], ToolUseBlock)
     # The SDK's own idiom: the answer's content goes back verbatim, then the tool's result.
     messages += [
         {"role": "assistant", "content": first.content},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[0].id, "content": "18C"}]},  # type: ignore[union-attr]
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[0].id, "content": "18C"}]},
     ]
     upstream.answer = answer(text="It is 18C in Paris.")
     second = client.messages.create(model="claude-gw", max_tokens=64, messages=messages, tools=[WEATHER])
-    assert second.content[0].text == "It is 18C in Paris."  # type: ignore[union-attr]
+    assert isinstance(second.content[0], TextBlock) and second.content[0].text == "It is 18C in Paris."
     assert upstream.seen[1]["messages"][1:] == [
         {
             "role": "assistant",
@@ -1008,7 +1013,7 @@ def test_the_sdk_accumulates_a_stream(client: anthropic.Anthropic, upstream: Ups
         final = stream.get_final_message()
     assert text == "Let me check."
     assert [block.type for block in final.content] == ["text", "tool_use"]
-    assert final.content[1].input == {"city": "Oslo"}  # type: ignore[union-attr]
+    assert isinstance(final.content[1], ToolUseBlock) and final.content[1].input == {"city": "Oslo"}
     assert final.stop_reason == "tool_use" and final.usage.input_tokens == 5 and final.usage.output_tokens == 7
     assert upstream.seen[0]["stream"] is True
 

@@ -18,11 +18,12 @@ import pydantic
 import pytest
 import typing_extensions
 from openai.lib.streaming.responses import ResponseStreamState
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import FunctionTool, Response, ResponseOutputMessage, ResponseStreamEvent
 from openai.types.responses.response_create_params import ResponseCreateParamsStreaming, ToolChoice
 from openai.types.responses.response_input_param import ResponseInputItemParam
 from openai.types.responses.tool_param import ToolParam
 
+from audit.models import Decision
 from synapse.errors import GatewayError, rate_limited
 from synapse.schemas import validate_chat
 from synapse.wire.responses import ResponsesWire
@@ -32,7 +33,7 @@ from teams.limits import BreachKind
 WIRE = ResponsesWire()
 EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
 # The SDK's event class for each event type, from the SDK's own union.
-EVENT_CLASSES: dict[str, type] = {
+EVENT_CLASSES: dict[str, type[Any]] = {
     typing.get_args(cls.model_fields["type"].annotation)[0]: cls
     for cls in typing.get_args(typing.get_args(ResponseStreamEvent)[0])
 }
@@ -466,13 +467,13 @@ def test_an_answers_output_items_are_the_next_requests_input() -> None:
     seen: list[dict[str, Any]] = []
     answer = completion("Checking.", tool_calls=[call("call_1", "lookup", '{"id": 7}')], finish_reason="tool_calls")
     client = sdk(lambda body: httpx2.Response(200, json=WIRE.from_chat(answer, request=body)), seen)
-    first = client.responses.create(model="m", input="Look up 7", tools=[TOOL])
+    first = client.responses.create(model="m", input="Look up 7", tools=[TOOL])  # type: ignore[list-item]  # the SDK's FunctionToolParam requires `strict`; the API does not
     client.responses.create(
         model="m",
-        tools=[TOOL],
+        tools=[TOOL],  # type: ignore[list-item]  # the SDK's FunctionToolParam requires `strict`; the API does not
         input=[
             {"role": "user", "content": "Look up 7"},
-            *first.output,
+            *first.output,  # type: ignore[list-item]  # the documented `input += response.output`, which the SDK types omit
             {"type": "function_call_output", "call_id": "call_1", "output": "open"},
         ],
     )
@@ -809,10 +810,10 @@ def valid_body() -> dict[str, Any]:
 def mutate(rng: random.Random, body: dict[str, Any]) -> None:
     """Put a random JSON value somewhere in the body: a top-level field or a nested one."""
     targets: list[tuple[Any, Any]] = [(body, rng.choice(sorted(KNOWN_FIELDS | {"bogus"})))]
-    for item in body.get("input") if isinstance(body.get("input"), list) else []:
+    for item in items if isinstance(items := body.get("input"), list) else []:
         if isinstance(item, dict):
             targets.append((item, rng.choice(KEYS)))
-            for part in item.get("content") if isinstance(item.get("content"), list) else []:
+            for part in parts if isinstance(parts := item.get("content"), list) else []:
                 if isinstance(part, dict):
                     targets.append((part, rng.choice(KEYS)))
     for name in ("tools", "tool_choice", "text", "reasoning"):
@@ -936,6 +937,7 @@ def test_it_answers_with_a_response_the_sdk_validates() -> None:
     assert response.tool_choice == "auto" and response.parallel_tool_calls is True
     assert (response.temperature, response.top_p, response.max_output_tokens) == (0.3, 0.8, 99)
     [tool] = response.tools
+    assert isinstance(tool, FunctionTool)
     assert (tool.type, tool.name, tool.parameters) == ("function", "lookup", TOOL["parameters"])
     assert response.text is not None and response.text.format is not None and response.text.format.type == "json_schema"
     assert response.reasoning is not None and response.reasoning.effort == "low"
@@ -978,7 +980,7 @@ def test_it_answers_a_cut_short_answer_as_incomplete(finish_reason: str, reason:
     )
     assert response.status == "incomplete" and response.completed_at is None
     assert response.incomplete_details is not None and response.incomplete_details.reason == reason
-    assert response.output[0].status == "incomplete"
+    assert isinstance(response.output[0], ResponseOutputMessage) and response.output[0].status == "incomplete"
 
 
 def test_it_answers_without_usage_when_the_backend_gave_none() -> None:
@@ -1174,7 +1176,11 @@ def test_it_ignores_other_choices_and_empty_deltas() -> None:
 
 def test_it_stops_a_stream_with_an_error_event() -> None:
     exc = GatewayError(
-        status=422, message="The answer was withheld.", type="invalid_request_error", code="dlp_response_blocked", decision="x"
+        status=422,
+        message="The answer was withheld.",
+        type="invalid_request_error",
+        code="dlp_response_blocked",
+        decision=Decision.BLOCKED_DLP,
     )
     events = parse(encode([delta({"content": "Part"})], end=exc))
     assert kinds(events)[-1] == "error"
@@ -1184,7 +1190,9 @@ def test_it_stops_a_stream_with_an_error_event() -> None:
 
 
 def test_an_error_before_any_chunk_still_opens_the_response() -> None:
-    exc = GatewayError(status=502, message="Upstream failed.", type="api_error", code="upstream_error", decision="x")
+    exc = GatewayError(
+        status=502, message="Upstream failed.", type="api_error", code="upstream_error", decision=Decision.UPSTREAM_ERROR
+    )
     assert kinds(parse(encode([], end=exc))) == ["response.created", "response.in_progress", "error"]
 
 
@@ -1203,7 +1211,9 @@ def test_the_sdk_reads_the_stream() -> None:
         usage_chunk(),
     ]
     client = sdk(lambda body: sse_response(encode(chunks, request=body)))
-    with client.responses.stream(model="claims-model", input="Status of claim 7?", tools=[TOOL]) as stream:
+    with client.responses.stream(
+        model="claims-model", input="Status of claim 7?", tools=[TOOL]  # type: ignore[list-item]  # the SDK's FunctionToolParam requires `strict`; the API does not
+    ) as stream:
         seen = [event.type for event in stream]
         final = stream.get_final_response()
     assert seen[0] == "response.created" and seen[-1] == "response.completed"
@@ -1217,7 +1227,11 @@ def test_the_sdk_reads_the_stream() -> None:
 
 def test_the_sdk_raises_when_the_gateway_stops_a_stream() -> None:
     exc = GatewayError(
-        status=422, message="The answer was withheld.", type="invalid_request_error", code="dlp_response_blocked", decision="x"
+        status=422,
+        message="The answer was withheld.",
+        type="invalid_request_error",
+        code="dlp_response_blocked",
+        decision=Decision.BLOCKED_DLP,
     )
     client = sdk(lambda body: sse_response(encode([delta({"content": "Part"})], request=body, end=exc)))
     with pytest.raises(openai.APIError) as caught:

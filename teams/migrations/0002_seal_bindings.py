@@ -9,6 +9,8 @@ whoever connects.
 from __future__ import annotations
 
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 PG_SQL = """
 CREATE OR REPLACE FUNCTION synapse_apikey_guard() RETURNS trigger AS $$
@@ -84,7 +86,7 @@ SQLITE_REVERSE = [
 ]
 
 
-def forwards(apps, schema_editor):  # type: ignore[no-untyped-def]
+def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
         schema_editor.execute(PG_SQL)
@@ -93,7 +95,7 @@ def forwards(apps, schema_editor):  # type: ignore[no-untyped-def]
             schema_editor.execute(statement)
 
 
-def backwards(apps, schema_editor):  # type: ignore[no-untyped-def]
+def backwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
         schema_editor.execute(PG_REVERSE)

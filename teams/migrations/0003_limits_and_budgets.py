@@ -8,8 +8,11 @@ which drops the table's triggers: so they are recreated here with the extended l
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 BOUND_0002 = (
     "lookup_id", "secret_hash", "name", "purpose", "team_id", "system_prompt", "classification",
@@ -50,8 +53,8 @@ SQLITE_DROP = [
 ]
 
 
-def _on_sqlite(statements: list[str]):  # type: ignore[no-untyped-def]
-    def run(apps, schema_editor):  # type: ignore[no-untyped-def]
+def _on_sqlite(statements: list[str]) -> Callable[[StateApps, BaseDatabaseSchemaEditor], None]:
+    def run(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         if schema_editor.connection.vendor == "sqlite":
             for statement in statements:
                 schema_editor.execute(statement)

@@ -8,7 +8,11 @@ guard's column list is explicit; so, as in 0003, all five are dropped first and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 BOUND_0003 = (
     "lookup_id", "secret_hash", "name", "purpose", "team_id", "system_prompt", "classification",
@@ -48,8 +52,8 @@ SQLITE_DROP = [
 ]
 
 
-def _on_sqlite(statements: list[str]):  # type: ignore[no-untyped-def]
-    def run(apps, schema_editor):  # type: ignore[no-untyped-def]
+def _on_sqlite(statements: list[str]) -> Callable[[StateApps, BaseDatabaseSchemaEditor], None]:
+    def run(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         if schema_editor.connection.vendor == "sqlite":
             for statement in statements:
                 schema_editor.execute(statement)

@@ -15,7 +15,7 @@ register = template.Library()
 
 @register.inclusion_tag("admin/synapse/dashboard.html")
 def synapse_dashboard(days: int = 14) -> dict[str, Any]:
-    activity = daily_activity(zone=timezone.get_current_timezone(), days=days)  # type: ignore[arg-type]
+    activity = daily_activity(zone=timezone.get_current_timezone(), days=days)
     labels = [f"{row.day:%a %d %b}" for row in activity]
     return {
         "days": days,

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def console(approver) -> Client:  # type: ignore[no-untyped-def]
+def console(approver) -> Client:
     client = Client()
     client.force_login(approver)
     return client

@@ -32,7 +32,8 @@ def test_issue_key_prints_the_key_alone_on_the_last_line(routing: None) -> None:
     key = output.strip().splitlines()[-1]
     scope = api_key_authenticate(key)
     assert scope is not None and scope.team_name == "radiology" and scope.rpm == 30 and scope.max_tokens == 500
-    assert ApiKey.objects.get(pk=scope.key_id).expires_at.year == 2099
+    expires_at = ApiKey.objects.get(pk=scope.key_id).expires_at
+    assert expires_at is not None and expires_at.year == 2099
     assert key not in json.dumps(list(ApiKey.objects.values()), default=str)
 
 
@@ -57,7 +58,8 @@ def test_issue_key_json_and_prompt_file(routing: None, team: Team, tmp_path: Pat
     )
     assert set(payload) == {"key", "id", "team", "models", "tools"} and payload["models"] == ["mock-small"]
     assert payload["tools"] == []  # no --tools: no tool policy
-    assert api_key_authenticate(payload["key"]).system_prompt == "From a file."  # type: ignore[union-attr]
+    scope = api_key_authenticate(payload["key"])
+    assert scope is not None and scope.system_prompt == "From a file."
 
 
 def test_issue_key_refuses_a_sensitive_cloud_binding(routing: None, team: Team) -> None:
@@ -94,14 +96,14 @@ def test_issue_key_needs_an_existing_team_unless_asked_to_create_it(routing: Non
         )
 
 
-def test_revoke_key(sensitive_key) -> None:  # type: ignore[no-untyped-def]
+def test_revoke_key(sensitive_key) -> None:
     assert "revoked key" in run("revoke_key", str(sensitive_key.api_key.pk), "--reason", "withdrawn")
     assert api_key_authenticate(sensitive_key.plaintext) is None
     with pytest.raises(CommandError):
         run("revoke_key", "999999")
 
 
-def test_import_routing_is_idempotent_and_audited(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_import_routing_is_idempotent_and_audited(db, tmp_path: Path) -> None:
     path = tmp_path / "routing.yaml"
     path.write_text(
         """
@@ -123,7 +125,7 @@ models:
         run("import_routing", str(path))
 
 
-def test_seed_demo_is_idempotent(db) -> None:  # type: ignore[no-untyped-def]
+def test_seed_demo_is_idempotent(db) -> None:
     first = run("seed_demo")
     key = next(line.strip() for line in first.splitlines() if line.strip().startswith("syn_"))
     assert api_key_authenticate(key) is not None

@@ -6,6 +6,7 @@ import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
+from typing import Any
 
 import django_ratelimit.core
 import pytest
@@ -17,17 +18,17 @@ from synapse.audit_record import request_record
 from synapse.context import RequestContext
 from synapse.errors import limit_exceeded
 from teams.budgets import to_nano
-from teams.limits import limits_reserve, limits_settle
+from teams.limits import Reservation, limits_reserve, limits_settle
 from teams.models import Team
 from teams.selectors import KeyScope, api_key_authenticate
 from teams.services import IssuedKey, api_key_issue, team_update
 
 pytestmark = pytest.mark.django_db
 
-PRICES = {"input_price_per_mtok": Decimal("10"), "output_price_per_mtok": Decimal("30")}
+PRICES: dict[str, Any] = {"input_price_per_mtok": Decimal("10"), "output_price_per_mtok": Decimal("30")}
 
 
-def _key(team: Team, **limits: object) -> KeyScope:
+def _key(team: Team, **limits: Any) -> KeyScope:
     issued = api_key_issue(
         team=team, name="limited", system_prompt="Be brief.", models=["mock-small"], classification="sensitive", **limits
     )
@@ -36,11 +37,11 @@ def _key(team: Team, **limits: object) -> KeyScope:
     return scope
 
 
-def _chat(text: str = "hello there", **extra: object) -> dict[str, object]:
+def _chat(text: str = "hello there", **extra: object) -> dict[str, Any]:
     return {"model": "mock-small", "messages": [{"role": "user", "content": text}], **extra}
 
 
-def _reserve(scope: KeyScope, body: dict[str, object], model: str = "gpt-4o-mini") -> object:
+def _reserve(scope: KeyScope, body: dict[str, Any], model: str = "gpt-4o-mini") -> Reservation:
     return limits_reserve(scope=scope, endpoint="chat.completions", body=body, model=model, system_prompt="Be brief.", **PRICES)
 
 
@@ -79,6 +80,7 @@ def test_it_refuses_too_many_messages_and_too_long_prompts(team: Team, routing: 
     assert [b.kind for b in long.breaches] == ["max_prompt_tokens"]
     error = limit_exceeded(long.breaches[0])
     assert (error.status, error.code) == (400, "prompt_too_long")
+    assert long.prompt is not None
     assert error.message == f"The prompt is about {long.prompt.tokens} tokens; this API key allows at most 30 per request."
 
 
@@ -183,5 +185,5 @@ def test_a_window_read_as_its_second_ends_is_not_a_store_failure(
     ticks = iter([last_second, *[last_second + 1] * 10])
     monkeypatch.setattr(django_ratelimit.core, "time", SimpleNamespace(time=lambda: next(ticks)))
     reservation = _reserve(scope, _chat())
-    assert not reservation.unavailable and not reservation.breaches  # type: ignore[attr-defined]
-    assert reservation.requests.remaining == 4  # type: ignore[attr-defined]
+    assert not reservation.unavailable and not reservation.breaches
+    assert reservation.requests is not None and reservation.requests.remaining == 4

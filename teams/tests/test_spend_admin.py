@@ -31,7 +31,7 @@ EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//|url\(
 
 
 @pytest.fixture
-def console(approver) -> Client:  # type: ignore[no-untyped-def]
+def console(approver) -> Client:
     client = Client()
     client.force_login(approver)
     return client

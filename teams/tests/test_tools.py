@@ -112,7 +112,7 @@ def test_the_database_refuses_to_change_a_keys_tools(team: Team, routing: None) 
 
 
 @pytest.mark.django_db
-def test_the_console_issues_a_key_with_tools(team: Team, routing: None, approver) -> None:  # type: ignore[no-untyped-def]
+def test_the_console_issues_a_key_with_tools(team: Team, routing: None, approver) -> None:
     console = Client()
     console.force_login(approver)
     form = {

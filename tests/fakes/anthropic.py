@@ -42,7 +42,8 @@ class Answer:
 
 
 def _error(status: int, kind: str, message: str) -> Reply:
-    body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": f"req_{uuid.uuid4().hex[:24]}"}
+    request_id = f"req_{uuid.uuid4().hex[:24]}"
+    body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id}
     return Reply(status=status, body=body, headers={"request-id": body["request_id"]})
 
 
@@ -209,7 +210,7 @@ class FakeAnthropic(FakeProvider):
             return Reply(chunks=list(sse_lines((name, json.dumps(data)) for name, data in events)))
         index = 0
         if text:
-            block = {"type": "text", "text": ""}
+            block: dict[str, Any] = {"type": "text", "text": ""}
             events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
             events.append(("ping", {"type": "ping"}))
             words = text.split(" ")

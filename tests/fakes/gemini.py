@@ -132,7 +132,7 @@ class FakeGemini(FakeProvider):
         common = {"modelVersion": model, "responseId": uuid.uuid4().hex[:22]}
         if answer.block_reason:
             feedback = {"blockReason": answer.block_reason, "safetyRatings": []}
-            usage = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
+            usage: dict[str, Any] = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
             return [{"promptFeedback": feedback, "usageMetadata": usage, **common}]
         text = answer.text if answer.text is not None else f"echo: {self._last_user_text(body)}"
         parts: list[dict[str, Any]] = []
@@ -147,12 +147,13 @@ class FakeGemini(FakeProvider):
         candidates_tokens = len(words) + sum(len(json.dumps(args).split()) for _, args in answer.function_calls)
         responses = []
         # A withheld answer (finishReason SAFETY, ...) comes as a candidate without content.
-        for position, part in enumerate(parts or [None]):
+        pieces: list[dict[str, Any] | None] = [*parts] or [None]
+        for position, piece in enumerate(pieces):
             last = position == max(len(parts), 1) - 1
             candidate: dict[str, Any] = {"index": 0}
-            if part is not None:
-                candidate["content"] = {"parts": [part], "role": "model"}
-            usage: dict[str, Any] = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
+            if piece is not None:
+                candidate["content"] = {"parts": [piece], "role": "model"}
+            usage = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
             if last:
                 candidate["finishReason"] = answer.finish_reason
                 usage = {
