@@ -140,7 +140,7 @@ def main() -> None:
         count = int(os.environ.get("BENCH_STREAMS", "60"))
         direct_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
         _, chat_body, chat_first = DOORS["chat.completions"]
-        arms = {"direct": (direct_url, chat_body, {})}
+        arms: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {"direct": (direct_url, chat_body, {})}
         arms.update({door: (f"http://127.0.0.1:{gw_port}{path}", body, auth) for door, (path, body, _) in DOORS.items()})
         timings = asyncio.run(interleaved(arms, n))
         direct = statistics.median(timings["direct"])

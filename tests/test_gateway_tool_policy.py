@@ -54,7 +54,7 @@ def test_a_declared_tool_off_the_list_is_refused_on_every_door(
         client.chat.completions.create(
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": "hi"}],
-            tools=[chat_tool("get_weather"), chat_tool("delete_everything")],  # type: ignore[list-item]
+            tools=[chat_tool("get_weather"), chat_tool("delete_everything")],
         )
     assert chat.value.code == "tool_not_allowed" and "delete_everything" in chat.value.message
     with pytest.raises(openai.PermissionDeniedError) as responses:
@@ -84,10 +84,10 @@ def test_tools_on_the_list_pass(gateway: Gateway, tool_key: IssuedKey, cloud_ups
     completion = gateway.openai(tool_key.plaintext).chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "hi"}],
-        tools=[chat_tool("get_weather"), chat_tool("crm__lookup")],  # type: ignore[list-item]
+        tools=[chat_tool("get_weather"), chat_tool("crm__lookup")],
     )
     [call] = completion.choices[0].message.tool_calls or []
-    assert call.function.name == "crm__lookup"  # type: ignore[union-attr]
+    assert call.function.name == "crm__lookup"
     assert [t["function"]["name"] for t in cloud_upstream.received[0].body["tools"]] == ["get_weather", "crm__lookup"]
 
 
@@ -144,6 +144,6 @@ def test_a_key_without_a_tool_policy_declares_its_own_tools(
     completion = gateway.openai(cloud_key.plaintext).chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "hi"}],
-        tools=[chat_tool("my_tool")],  # type: ignore[list-item]
+        tools=[chat_tool("my_tool")],
     )
     assert completion.choices[0].message.tool_calls is not None
