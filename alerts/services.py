@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.cache import caches
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from audit.models import AuditEvent, Decision, EventType
@@ -303,14 +303,17 @@ def _auth_failures(rule: AnomalyRule, *, client_ip: str, at: datetime) -> Alert 
     )
 
 
+def _key_rows_in_window(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> QuerySet[AuditEvent]:
+    since = at - timedelta(minutes=rule.window_minutes)
+    return AuditEvent.objects.filter(key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at)
+
+
 def _dlp_blocks(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | None:
     subject = f"key:{key.key_id}"
     if _cooling(AlertKind.DLP_BLOCKS, subject):
         return None
-    since = at - timedelta(minutes=rule.window_minutes)
-    blocks = AuditEvent.objects.filter(
-        event_type__in=COUNTED_EVENTS, key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at, decision__in=DLP_BLOCKS
-    ).count()
+    rows = _key_rows_in_window(rule, key=key, at=at)
+    blocks = rows.filter(event_type__in=COUNTED_EVENTS, decision__in=DLP_BLOCKS).count()
     if blocks < rule.threshold or not _claim(AlertKind.DLP_BLOCKS, subject, rule):
         return None
     return alert_fire(
@@ -331,14 +334,10 @@ def _tool_refusals(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert |
     subject = f"key:{key.key_id}"
     if _cooling(AlertKind.TOOL_REFUSALS, subject):
         return None
-    since = at - timedelta(minutes=rule.window_minutes)
-    refused = AuditEvent.objects.filter(
-        event_type=EventType.TOOL_CALL, key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at, decision__in=TOOL_REFUSALS
-    )
+    refused = _key_rows_in_window(rule, key=key, at=at).filter(event_type=EventType.TOOL_CALL, decision__in=TOOL_REFUSALS)
     count = refused.count()
     if count < rule.threshold or not _claim(AlertKind.TOOL_REFUSALS, subject, rule):
         return None
-    tools = sorted(set(refused.values_list("model", flat=True)[:50]))
     return alert_fire(
         kind=AlertKind.TOOL_REFUSALS,
         severity=rule.severity,
@@ -346,7 +345,11 @@ def _tool_refusals(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert |
         subject=subject,
         team_id=key.team_id,
         key_id=key.key_id,
-        detail={"refusals": count, "window_minutes": rule.window_minutes, "tools": tools},
+        detail={
+            "refusals": count,
+            "window_minutes": rule.window_minutes,
+            "tools": sorted(set(refused.values_list("model", flat=True)[:50])),
+        },
         at=at,
     )
 

@@ -9,10 +9,8 @@ Run: `.venv/bin/python bench/doors_bench.py` (PostgreSQL at 127.0.0.1:5432).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -20,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.gateway_bench import BIN, describe, free_port, wait_http, worker_rss_mb  # noqa: E402
+from bench.gateway_bench import describe, worker_rss_mb  # noqa: E402
+from bench.stack import governed_stack  # noqa: E402
 
-ADMIN_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DB_NAME = "synapse_bench_doors"
-DATABASE_URL = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
 PROMPT = "Summarise the quarterly report in one line."
 
 # door: (path, body, "is this SSE line the first content?")
@@ -87,61 +83,14 @@ async def streams(
 
 
 def main() -> None:
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
-    env = {
-        **os.environ,
-        "DATABASE_URL": DATABASE_URL,
-        "SYNAPSE_SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnop",
-        "SYNAPSE_LOG_LEVEL": "ERROR",
-    }
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        up_port, gw_port = free_port(), free_port()
-        processes.append(
-            subprocess.Popen(
-                [str(BIN / "uvicorn"), "bench.fast_upstream:app", "--port", str(up_port), "--log-level", "error"], cwd=ROOT
-            )
-        )
-        manage = [str(BIN / "python"), "manage.py"]
-        subprocess.run([*manage, "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-        routing = ROOT / ".synapse" / "bench-doors-routing.yaml"
-        routing.parent.mkdir(exist_ok=True)
-        routing.write_text(
-            json.dumps(
-                {
-                    "backends": [
-                        {"name": "bench", "kind": "vllm", "base_url": f"http://127.0.0.1:{up_port}/v1", "location": "on_prem"}
-                    ],
-                    "models": [{"name": "bench-model", "backend": "bench"}],
-                }
-            )
-        )
-        subprocess.run([*manage, "import_routing", str(routing)], cwd=ROOT, env=env, check=True, capture_output=True)
-        issued = subprocess.run(
-            [*manage, "issue_key", "--team", "bench", "--create-team", "--name", "bench", "--models", "bench-model",
-             "--classification", "sensitive", "--system-prompt", "You are a benchmark.", "--json"],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        key = json.loads(issued.stdout)["key"]
-        processes.append(
-            subprocess.Popen(
-                [str(BIN / "gunicorn"), "synapse.asgi:application", "-c", "synapse/gunicorn_conf.py"],
-                cwd=ROOT,
-                env={**env, "SYNAPSE_PORT": str(gw_port), "SYNAPSE_BIND": "127.0.0.1", "SYNAPSE_WORKERS": "2"},
-            )
-        )
-        wait_http(f"http://127.0.0.1:{up_port}/v1/chat/completions", {200, 405})
-        wait_http(f"http://127.0.0.1:{gw_port}/v1/models", {401})
-
-        auth = {"authorization": f"Bearer {key}"}
+    with governed_stack(DB_NAME) as stack:
+        auth = {"authorization": f"Bearer {stack.key}"}
         n = int(os.environ.get("BENCH_REQUESTS", "300"))
         count = int(os.environ.get("BENCH_STREAMS", "60"))
-        direct_url = f"http://127.0.0.1:{up_port}/v1/chat/completions"
+        direct_url = f"{stack.upstream}/v1/chat/completions"
         _, chat_body, chat_first = DOORS["chat.completions"]
         arms: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {"direct": (direct_url, chat_body, {})}
-        arms.update({door: (f"http://127.0.0.1:{gw_port}{path}", body, auth) for door, (path, body, _) in DOORS.items()})
+        arms.update({door: (f"{stack.gateway}{path}", body, auth) for door, (path, body, _) in DOORS.items()})
         timings = asyncio.run(interleaved(arms, n))
         direct = statistics.median(timings["direct"])
         d_first, _ = asyncio.run(streams(direct_url, chat_body, {}, chat_first, count))
@@ -150,7 +99,7 @@ def main() -> None:
         print(describe("stream TTFT, direct", d_first))
         base: dict[str, float] = {}
         for door, (path, body, first_content) in DOORS.items():
-            first, whole = asyncio.run(streams(f"http://127.0.0.1:{gw_port}{path}", body, auth, first_content, count))
+            first, whole = asyncio.run(streams(f"{stack.gateway}{path}", body, auth, first_content, count))
             added = statistics.median(timings[door]) - direct
             base.setdefault("added", added)
             base.setdefault("ttft", statistics.median(first))
@@ -159,13 +108,7 @@ def main() -> None:
             print(f"{'  added over direct (p50)':<34} {added:6.2f} ms   ({added / base['added']:.2f}x chat's)")
             print(describe("  stream TTFT", first) + f"   ({statistics.median(first) / base['ttft']:.2f}x chat's)")
             print(describe("  whole stream", whole))
-        print(f"{'worker memory after the runs':<34} " + ", ".join(f"{mb:.0f} MB" for mb in worker_rss_mb(processes[-1].pid)))
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-            process.wait(timeout=10)
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        print(f"{'worker memory after the runs':<34} " + ", ".join(f"{mb:.0f} MB" for mb in worker_rss_mb(stack.gunicorn_pid)))
 
 
 if __name__ == "__main__":

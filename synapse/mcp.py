@@ -36,7 +36,6 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.utils import timezone
 
-from alerts.services import alerts_observe_request
 from audit.services import audit_record_mcp
 from dlp.engine import Action
 from dlp.inspection import Inspector, Verdict
@@ -48,6 +47,7 @@ from teams.limits import Reservation, limits_count_call
 from teams.selectors import KeyScope, api_key_authenticate
 from teams.tools import server_may_match, tool_allowed
 
+from .anomalies import anomalies_observe
 from .audit_record import request_record
 from .context import Attempt, DlpFinding, McpDirection, RequestContext
 from .db import run_db
@@ -563,17 +563,7 @@ def _record(ctx: RequestContext, call: McpCall) -> None:
             result_text=call.result_text,
         )
     ctx.audited = True
-    try:
-        # After the row, as on /v1: the rules count audit rows, this one included.
-        alerts_observe_request(
-            key=ctx.key,
-            decision=ctx.decision,
-            client_ip=ctx.client_ip,
-            at=ctx.received_at,
-            tool_call=call.rpc_method == "tools/call",
-        )
-    except Exception:
-        logger.exception("anomaly evaluation failed for /mcp request %s", ctx.request_id)
+    anomalies_observe(ctx, tool_call=call.rpc_method == "tools/call")  # after the row, as on /v1
 
 
 async def _audit(ctx: RequestContext, call: McpCall) -> bool:

@@ -25,7 +25,6 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from alerts.services import alerts_observe_request
 from audit.services import audit_record_request
 from dlp.engine import Action, Direction
 from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
@@ -40,6 +39,7 @@ from teams.scope import bind_system_prompt
 from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate
 from teams.tokens import count_chat
 
+from .anomalies import anomalies_observe
 from .audit_record import request_record
 from .context import Attempt, DlpFinding, RequestContext
 from .db import run_db
@@ -207,18 +207,7 @@ def _record(ctx: RequestContext, disconnected: bool = False) -> None:
     with audit_observed(ctx):  # metrics + the request's log line, once its row exists
         audit_record_request(record=request_record(ctx))
     ctx.audited = True
-    try:
-        # After the row: the anomaly rules count audit rows, this one included.
-        alerts_observe_request(
-            key=ctx.key,
-            decision=ctx.decision,
-            client_ip=ctx.client_ip,
-            at=ctx.received_at,
-            tokens=(ctx.prompt_tokens or 0) + (ctx.completion_tokens or 0),
-            spend=spend,
-        )
-    except Exception:
-        logger.exception("anomaly evaluation failed for %s", ctx.request_id)
+    anomalies_observe(ctx, spend=spend)  # after the row: the rules count audit rows, this one included
 
 
 def _settle(ctx: RequestContext) -> list[Any]:
