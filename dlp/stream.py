@@ -42,6 +42,10 @@ class StreamStep:
     text: str = ""
     blocked: bool = False
     categories: tuple[str, ...] = ()  # the blocking categories, when blocked
+    # For callers that release something other than the text (logprobs tokens): how many
+    # characters of the original were released, and the redacted spans within them.
+    consumed: int = 0
+    hits: tuple[Hit, ...] = ()
 
 
 @dataclass(slots=True)
@@ -116,7 +120,7 @@ class StreamGuard:
         out = redact(text[base:cut], shifted)
         self._context = text[max(0, cut - CONTEXT) : cut]
         self._pending = text[cut:]
-        return StreamStep(text=out)
+        return StreamStep(text=out, consumed=cut - base, hits=tuple(shifted))
 
     def _stop(self, hits: list[Hit]) -> StreamStep:
         for hit in hits:

@@ -31,6 +31,12 @@ class Route:
     def candidates(self) -> tuple[Route, ...]:
         return (self, *self.fallbacks)
 
+    def extra_fields(self) -> frozenset[str]:
+        """Request fields beyond the standard ones that every backend of the chain accepts
+        (`extra_fields` in the routing file): a fallback must not get what it did not allow."""
+        allowed = [frozenset(r.backend.options.get("extra_fields") or ()) for r in self.candidates()]
+        return frozenset.intersection(*allowed)
+
 
 def _route(row: Model, fallbacks: tuple[Route, ...] = ()) -> Route:
     try:

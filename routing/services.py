@@ -16,6 +16,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from audit.services import audit_governance_event
+from dlp.fields import extra_field_problem
 
 from .adapters import ADAPTERS
 from .dispatch import RECOVERED
@@ -23,7 +24,7 @@ from .models import Backend, BackendHealth, Location, Model, ModelFallback
 
 BACKEND_FIELDS = {
     "name", "kind", "base_url", "api_key_env", "location", "timeout", "options",
-    "connect_timeout", "first_byte_timeout", "max_retries",
+    "connect_timeout", "first_byte_timeout", "max_retries", "extra_fields",
 }  # fmt: skip
 MODEL_FIELDS = {"name", "backend", "upstream_model", "input_price_per_mtok", "output_price_per_mtok", "fallbacks"}
 
@@ -97,7 +98,7 @@ def routing_import(*, document: dict[str, Any], actor: AbstractBaseUser | None =
             "connect_timeout_seconds": item.get("connect_timeout"),
             "first_byte_timeout_seconds": item.get("first_byte_timeout"),
             "max_retries": _retries(item.get("max_retries", 1), where),
-            "options": item.get("options") or {},
+            "options": _options(item, where),
         }
         _upsert(Backend, str(item["name"]), values, summary, "backend")
     for index, item in enumerate(document.get("models") or []):
@@ -130,6 +131,22 @@ def routing_import(*, document: dict[str, Any], actor: AbstractBaseUser | None =
             detail={"source": source, "created": summary.created, "updated": summary.updated},
         )
     return summary
+
+
+def _options(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """The backend's options, with its `extra_fields` allowlist checked (never a template)."""
+    options = item.get("options") or {}
+    if not isinstance(options, dict):
+        raise ValidationError(f"{where}: options must be a mapping")
+    extra = item.get("extra_fields", options.get("extra_fields"))
+    if extra is None:
+        return options
+    if not isinstance(extra, list):
+        raise ValidationError(f"{where}: extra_fields must be a list of request field names")
+    for name in extra:
+        if (problem := extra_field_problem(name)) is not None:
+            raise ValidationError(f"{where}: extra_fields: {problem}")
+    return {**options, "extra_fields": sorted(set(extra))}
 
 
 def _retries(value: Any, where: str) -> int:
