@@ -21,6 +21,7 @@ import yaml
 from . import validators
 from .builtin import BY_NAME
 from .engine import Action, Direction, PatternSpec, compile_check
+from .prefix import stream_hold_problem
 
 PACK_DIR = Path(__file__).resolve().parent / "packs"
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -92,6 +93,8 @@ def _entry(pack: str, index: int, entry: Any) -> PackPattern:
     reason = compile_check(expression)
     if reason is not None:
         raise PackError(f"{where} ({name}): RE2 refuses the expression: {reason}")
+    if (reason := stream_hold_problem(expression)) is not None:
+        raise PackError(f"{where} ({name}): streams cannot be scanned with the expression: {reason}")
     if validator and validators.get(validator) is None:
         raise PackError(f"{where} ({name}): unknown validator {validator!r} (known: {', '.join(validators.names())})")
     action = _text(entry, "action", where, base.action if base else Action.REDACT)
