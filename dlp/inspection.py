@@ -21,13 +21,14 @@ verdict still names what would have been blocked. Redaction still applies.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import fields
-from .engine import Action, Finding, Scanner
+from . import decode, fields
+from .engine import Action, Finding, Scanner, ScanResult, redact
 from .logprobs import TokenGuard, redact_tokens
 from .stream import DEFAULT_WINDOW, StreamGuard
 
@@ -74,7 +75,7 @@ class Inspector:
 
     def _scan(self, scanner: Scanner, text: str, verdict: Verdict) -> str:
         overrides, blocking = self._mode(scanner)
-        result = scanner.scan(text, overrides=overrides)
+        result = decode.scan(scanner, text, overrides=overrides)  # the decoded views too
         if not result.hits:
             return text
         verdict.add(result.findings(), blocking)
@@ -93,7 +94,46 @@ class Inspector:
         a copy with redactions, or the same dict if nothing changed."""
         verdict = Verdict()
         rewritten = fields.rewrite_body(body, lambda text: self._scan(self.prompt, text, verdict))
+        messages = rewritten.get("messages")
+        if isinstance(messages, list):
+            joined = self._across(messages, verdict)
+            if joined is not messages:
+                rewritten = {**rewritten, "messages": joined}
         return rewritten, verdict
+
+    def _across(self, messages: list[Any], verdict: Verdict) -> list[Any]:
+        """Scan the conversation as the model reads it, one text after the other, for values
+        split over messages or parts; what each text showed alone was dealt with already."""
+        texts = [text for _, _, text in _text_slots(messages)]
+        if len(texts) < 2:
+            return messages
+        joined = "".join(texts)
+        bounds: list[int] = []
+        position = 0
+        for text in texts:
+            position += len(text)
+            bounds.append(position)
+        overrides, blocking = self._mode(self.prompt)
+        result = decode.scan(self.prompt, joined, overrides=overrides)
+        crossing = [h for h in result.hits if any(h.start < b < h.end for b in bounds[:-1])]
+        if not crossing:
+            return messages
+        verdict.add(ScanResult(joined, crossing).findings(), blocking)
+        copied = copy.deepcopy(messages)  # the client's body stays as it came (its hash is audited)
+        start = 0
+        for (container, key, text), end in zip(_text_slots(copied), bounds, strict=True):
+            # A value that began in an earlier text is removed from the start of this one; one
+            # that begins here becomes the redaction marker.
+            skip = max([min(h.end, end) - start for h in crossing if h.start < start < h.end] or [0])
+            marked = [
+                h._replace(start=h.start - start - skip, end=min(h.end, end) - start - skip)
+                for h in crossing
+                if start + skip <= h.start < end
+            ]
+            if skip or marked:
+                container[key] = redact(text[skip:], marked)
+            start = end
+        return copied
 
     def embeddings_input(self, value: Any) -> tuple[Any, Verdict]:
         verdict = Verdict()
@@ -273,6 +313,22 @@ def _tool_calls(delta: dict[str, Any]) -> Iterator[dict[str, Any]]:
             and isinstance(call["function"].get("arguments"), str)
         ):
             yield call
+
+
+def _text_slots(messages: list[Any]) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """(object, key, text) for each text the model reads in `messages`, in reading order."""
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            yield message, "content", content
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") in TEXT_PART_TYPES:
+                    key = "refusal" if part.get("type") == "refusal" else "text"
+                    if isinstance(part.get(key), str):
+                        yield part, key, part[key]
 
 
 def non_text_parts(messages: list[dict[str, Any]]) -> list[str]:
