@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import html
 import re
 from collections.abc import Iterator
@@ -47,9 +48,12 @@ _OPTIONS.log_errors = False
 _CHAR_TRIGGER = re2.compile(
     r"\\u[0-9A-Fa-f]{4}|%[0-9A-Fa-f]{2}|&#?[A-Za-z0-9]{1,8};"
     r"|[\[({<]\s*(?i:at|dot)\s*[\])}>]"
-    r"|[0-9][ \t]*(?:[,|+:;()*#~=]|--)[ \t(]*[0-9]|[0-9][ \t]{4,}[0-9]|[0-9][^\w\n]{0,3}[Oo]|[Oo][^\w\n]{0,3}[0-9]"
+    r"|[0-9][ \t]*(?:[,|+:;()*#~=]|--)[ \t(]*[0-9]|[0-9][ \t]{4,}[0-9]"
+    r"|[0-9][Oo]+[0-9]|[0-9][^\w\n]{0,3}[Oo]{2}|[Oo]{2}[^\w\n]{0,3}[0-9]|[0-9]{2}[Oo](?:[^A-Za-z]|\z)"
+    r"|(?:^|[^A-Za-z0-9])[Oo][0-9]{2}"
     r"|[A-Z0-9]{2,8}(?:[-.:|, ][A-Z0-9]{2,8}){3,}"
-    r"|[0-9][^\w\n]{1,4}\z",  # digits then separators at the very end: a stream's next delta may go on
+    # At the very end, digits then separators or an O: a stream's next delta may go on.
+    r"|[0-9][^\w\n]{1,4}\z|[0-9][^\w\n]{0,3}[Oo]\z",
     _OPTIONS,
 )
 # Encoded runs: base64 (possibly wrapped: line breaks between chunks of 4+) and hex.
@@ -283,11 +287,37 @@ def _encoded_views(text: str, depth: int, budget: list[int]) -> list[Normalized]
     return views
 
 
+def _trigger_set() -> re2.Set:
+    # One automaton pass answers "is there anything to decode at all" (clean text stops here).
+    triggers = re2.Set.SearchSet(_OPTIONS)
+    triggers.Add(_CHAR_TRIGGER.pattern)
+    triggers.Add(_ENCODED.pattern)
+    triggers.Compile()
+    return triggers
+
+
+_TRIGGERS = _trigger_set()
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def views(text: str) -> list[Normalized]:
     """The extra scan views of `text` (none for text with nothing to decode)."""
     if len(text) < 4:
         return []
-    return [*_char_views(text), *_encoded_views(text, 0, [MAX_DECODED])]
+    try:
+        data = text.encode("utf-8")
+        safe = text
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON allows "\ud800") cannot be encoded for RE2; U+FFFD keeps offsets.
+        safe = _SURROGATE.sub("\ufffd", text)
+        data = safe.encode("utf-8")
+    found = _TRIGGERS.Match(data) or ()
+    out: list[Normalized] = []
+    if 0 in found:
+        out.extend(_char_views(safe))
+    if 1 in found:
+        out.extend(_encoded_views(safe, 0, [MAX_DECODED]))
+    return out if safe is text else [dataclasses.replace(view, original=text) for view in out]
 
 
 def scan(scanner: Scanner, text: str, *, overrides: dict[str, str] | None = None) -> ScanResult:

@@ -3,6 +3,7 @@ what it received; fields the gateway does not know are refused, not forwarded.""
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from typing import Any
@@ -328,3 +329,47 @@ def test_a_blocked_stream_lets_no_part_of_the_secret_out_through_logprobs(
     assert error is not None
     assert "".join(e["token"] for e in tokens(chunks)) == channel(chunks, "content")
     assert AWS_KEY[:4] not in json.dumps(chunks)
+
+
+# ── what the model would decode, both directions ──
+
+
+def test_escapes_in_tool_call_arguments_and_a_value_split_over_messages_are_caught(
+    gateway: Gateway, sensitive_key: IssuedKey, onprem_upstream: FakeOpenAI
+) -> None:
+    escaped = '{"card": "' + "".join(f"\\u{ord(c):04x}" for c in CARD) + '"}'
+    call = {"id": "c1", "type": "function", "function": {"name": "pay", "arguments": escaped}}
+    messages = [
+        user("my card is 4111 1111"),
+        user(" 1111 1111, thanks"),
+        {"role": "assistant", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]
+    assert post(gateway, sensitive_key, {"messages": messages}).status_code == 200
+    sent = onprem_upstream.received[0].body["messages"]
+    assert sent[-2]["tool_calls"][0]["function"]["arguments"] == f'{{"card": "{REDACTED}"}}'
+    assert [m.get("content") for m in sent[-4:-2]] == [f"my card is {REDACTED}", ", thanks"]
+
+
+def test_an_encoded_value_in_an_answer_is_redacted_whole_and_streamed(
+    gateway: Gateway, sensitive_key: IssuedKey, onprem_upstream: FakeOpenAI
+) -> None:
+    encoded = "".join(f"%{b:02X}" for b in CARD.encode())
+    onprem_upstream.reply = f"pay?card={encoded} now"
+    message = post(gateway, sensitive_key, {"messages": [user()]}).json()["choices"][0]["message"]
+    assert message["content"] == f"pay?card={REDACTED} now"
+    onprem_upstream.pieces = [onprem_upstream.reply[i : i + 7] for i in range(0, len(onprem_upstream.reply), 7)]
+    chunks, error = stream(gateway, sensitive_key)
+    assert error is None and channel(chunks, "content") == f"pay?card={REDACTED} now"
+
+
+def test_streamed_base64_in_seven_character_chunks_is_caught_like_the_whole_answer(
+    gateway: Gateway, sensitive_key: IssuedKey, onprem_upstream: FakeOpenAI
+) -> None:
+    blob = base64.b64encode(base64.b64encode(f"the key is {AWS_KEY}".encode())).decode()
+    onprem_upstream.reply = f"Here you go: {blob} bye"
+    assert post(gateway, sensitive_key, {"messages": [user()]}).status_code == 422
+    onprem_upstream.pieces = [onprem_upstream.reply[i : i + 7] for i in range(0, len(onprem_upstream.reply), 7)]
+    chunks, error = stream(gateway, sensitive_key)
+    assert error is not None and error["code"] == "dlp_response_blocked"
+    assert blob[:8] not in channel(chunks, "content")
