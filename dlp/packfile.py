@@ -93,8 +93,6 @@ def _entry(pack: str, index: int, entry: Any) -> PackPattern:
     reason = compile_check(expression)
     if reason is not None:
         raise PackError(f"{where} ({name}): RE2 refuses the expression: {reason}")
-    if (reason := stream_hold_problem(expression)) is not None:
-        raise PackError(f"{where} ({name}): streams cannot be scanned with the expression: {reason}")
     if validator and validators.get(validator) is None:
         raise PackError(f"{where} ({name}): unknown validator {validator!r} (known: {', '.join(validators.names())})")
     action = _text(entry, "action", where, base.action if base else Action.REDACT)
@@ -106,6 +104,9 @@ def _entry(pack: str, index: int, entry: Any) -> PackPattern:
     applies_to = _text(entry, "applies_to", where, Direction.BOTH)
     if applies_to not in (Direction.PROMPT, Direction.RESPONSE, Direction.BOTH):
         raise PackError(f"{where} ({name}): applies_to must be prompt, response or both")
+    # Only answers stream: a prompt-only pattern never decides a hold-back.
+    if applies_to != Direction.PROMPT and (reason := stream_hold_problem(expression)) is not None:
+        raise PackError(f"{where} ({name}): streams cannot be scanned with the expression: {reason}")
     spec = PatternSpec(
         name=f"{pack}.{name}",
         category=category.upper(),
