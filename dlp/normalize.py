@@ -39,7 +39,7 @@ Decisions:
 - Base64: handled by the engine, not here (it is not an offset-preserving transformation).
   Runs of 16+ base64 characters are decoded once (no recursion); if the result is printable
   UTF-8 it is scanned with the same patterns and a hit redacts the whole encoded run. See
-  `engine.Scanner`.
+  `engine.Scanner`; nested, line-wrapped and hex runs, escapes and entities: decode.py.
 """
 
 from __future__ import annotations
