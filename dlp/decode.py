@@ -30,7 +30,7 @@ import contextlib
 import dataclasses
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import re2
 
@@ -320,7 +320,7 @@ def views(text: str) -> list[Normalized]:
     return out if safe is text else [dataclasses.replace(view, original=text) for view in out]
 
 
-def scan(scanner: Scanner, text: str, *, overrides: dict[str, str] | None = None) -> ScanResult:
+def scan(scanner: Scanner, text: str, *, overrides: Mapping[str, str] | None = None) -> ScanResult:
     """`scanner.scan(text)` plus what the decoded views of `text` reveal, as one result."""
     result = scanner.scan(text, overrides=overrides)
     if not text or not len(scanner):
@@ -331,7 +331,7 @@ def scan(scanner: Scanner, text: str, *, overrides: dict[str, str] | None = None
     return ScanResult(text, merge_hits(result.hits, extra, scanner, overrides))
 
 
-def merge_hits(hits: list[Hit], extra: list[Normalized], scanner: Scanner, overrides: dict[str, str] | None) -> list[Hit]:
+def merge_hits(hits: list[Hit], extra: list[Normalized], scanner: Scanner, overrides: Mapping[str, str] | None) -> list[Hit]:
     """`hits` and the hits in each extra view, once each (a view repeats the raw hits it
     contains), ordered by position."""
     seen = {(h.pattern, h.start, h.end) for h in hits}
