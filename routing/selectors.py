@@ -34,7 +34,10 @@ class Route:
     def extra_fields(self) -> frozenset[str]:
         """Request fields beyond the standard ones that every backend of the chain accepts
         (`extra_fields` in the routing file): a fallback must not get what it did not allow."""
-        allowed = [frozenset(r.backend.options.get("extra_fields") or ()) for r in self.candidates()]
+        allowed = []
+        for route in self.candidates():
+            names = route.backend.options.get("extra_fields")  # a row edited by hand may hold anything
+            allowed.append(frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else frozenset())
         return frozenset.intersection(*allowed)
 
 
