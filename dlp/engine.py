@@ -36,7 +36,7 @@ import re2
 
 from . import validators
 from .normalize import Normalized, normalize
-from .prefix import prefix_expression
+from .prefix import widened_prefix_expression
 from .re2_spans import SpanSearch, compile_spans
 
 logger = logging.getLogger(__name__)
@@ -280,7 +280,7 @@ class Scanner:
             self._sets.append((pattern_set, [index for _, index in group]))
         self._base64 = compile_spans(_BASE64_RUN, _options()).search
 
-        prefixes = [prefix_expression(item.spec.expression) for item in compiled]
+        prefixes = [widened_prefix_expression(item.spec.expression) for item in compiled]
         # A pattern whose prefixes we cannot derive makes every suffix a possible match start:
         # streams then hold back the whole window (see stream.py).
         self.holds_everything = any(p is None for p in prefixes)

@@ -5,9 +5,15 @@ request, an embeddings request, a completion and a stream of completion chunks, 
 it in place of the original when a pattern redacts. It decides nothing about HTTP: the
 pipeline turns a `Verdict` into a refusal, an audit entry or both.
 
-What is scanned in a chat request: every message (not only the last user turn), every text
-content part, tool-call and legacy function-call arguments, and tool results (tool messages'
-content). The bound system prompt is not scanned: it was approved with the key.
+What is scanned in a chat request: every field the field model (fields.py) knows, not only
+the messages: every string and object key in every message (content, parts, names, refusals,
+tool-call names and arguments, tool results) and in the structured fields (tools and their
+JSON schemas, legacy functions, response_format, stop, user, metadata, prediction, ...). The
+bound system prompt is not scanned: it was approved with the key.
+
+What is scanned in an answer: every string of each choice's message (content, refusal,
+reasoning_content, tool-call arguments, ...) and its logprobs tokens, which are redacted like
+the text they spell (see `logprobs.py`); in streams every text channel passes a hold-back window.
 
 Monitor mode: patterns whose action is `block` run as `alert`, so nothing is stopped, and the
 verdict still names what would have been blocked. Redaction still applies.
@@ -21,7 +27,9 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Action, Finding, Scanner
+from . import decode, fields
+from .engine import Action, Finding, Scanner, ScanResult, redact
+from .logprobs import TokenGuard, redact_tokens
 from .stream import DEFAULT_WINDOW, StreamGuard
 
 TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text", "refusal"})
@@ -67,7 +75,7 @@ class Inspector:
 
     def _scan(self, scanner: Scanner, text: str, verdict: Verdict) -> str:
         overrides, blocking = self._mode(scanner)
-        result = scanner.scan(text, overrides=overrides)
+        result = decode.scan(scanner, text, overrides=overrides)  # the decoded views too
         if not result.hits:
             return text
         verdict.add(result.findings(), blocking)
@@ -78,13 +86,54 @@ class Inspector:
     def messages(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Verdict]:
         """Scan every text of a chat request; a copy with redactions, or the same list if none."""
         verdict = Verdict()
-        rewritten: list[dict[str, Any]] = []
-        changed = False
-        for message in messages:
-            copy_ = _rewrite_message(message, lambda text: self._scan(self.prompt, text, verdict))
-            changed = changed or copy_ is not message
-            rewritten.append(copy_)
-        return (rewritten if changed else messages), verdict
+        rewritten = fields.rewrite(messages, lambda text: self._scan(self.prompt, text, verdict))
+        return rewritten, verdict
+
+    def request(self, body: dict[str, Any]) -> tuple[dict[str, Any], Verdict]:
+        """Scan every field of a canonical chat or embeddings body (fields.py says which);
+        a copy with redactions, or the same dict if nothing changed."""
+        verdict = Verdict()
+        rewritten = fields.rewrite_body(body, lambda text: self._scan(self.prompt, text, verdict))
+        messages = rewritten.get("messages")
+        if isinstance(messages, list):
+            joined = self._across(messages, verdict)
+            if joined is not messages:
+                rewritten = {**rewritten, "messages": joined}
+        return rewritten, verdict
+
+    def _across(self, messages: list[Any], verdict: Verdict) -> list[Any]:
+        """Scan the conversation as the model reads it, one text after the other, for values
+        split over messages or parts; what each text showed alone was dealt with already."""
+        texts = [text for _, _, text in _text_slots(messages)]
+        if len(texts) < 2:
+            return messages
+        joined = "".join(texts)
+        bounds: list[int] = []
+        position = 0
+        for text in texts:
+            position += len(text)
+            bounds.append(position)
+        overrides, blocking = self._mode(self.prompt)
+        result = decode.scan(self.prompt, joined, overrides=overrides)
+        crossing = [h for h in result.hits if any(h.start < b < h.end for b in bounds[:-1])]
+        if not crossing:
+            return messages
+        verdict.add(ScanResult(joined, crossing).findings(), blocking)
+        copied = copy.deepcopy(messages)  # the client's body stays as it came (its hash is audited)
+        start = 0
+        for (container, key, text), end in zip(_text_slots(copied), bounds, strict=True):
+            # A value that began in an earlier text is removed from the start of this one; one
+            # that begins here becomes the redaction marker.
+            skip = max([min(h.end, end) - start for h in crossing if h.start < start < h.end] or [0])
+            marked = [
+                h._replace(start=h.start - start - skip, end=min(h.end, end) - start - skip)
+                for h in crossing
+                if start + skip <= h.start < end
+            ]
+            if skip or marked:
+                container[key] = redact(text[skip:], marked)
+            start = end
+        return copied
 
     def embeddings_input(self, value: Any) -> tuple[Any, Verdict]:
         verdict = Verdict()
@@ -97,13 +146,32 @@ class Inspector:
     # ── responses ──
 
     def completion(self, result: dict[str, Any]) -> Verdict:
-        """Scan a chat.completion's messages, redacting in place."""
+        """Scan a chat.completion's messages and logprobs, redacting in place."""
         verdict = Verdict()
         for choice in result.get("choices") or []:
-            message = choice.get("message") if isinstance(choice, dict) else None
+            if not isinstance(choice, dict):
+                continue
+            message = choice.get("message")
             if isinstance(message, dict):
-                choice["message"] = _rewrite_message(message, lambda text: self._scan(self.response, text, verdict))
+                choice["message"] = fields.rewrite(message, lambda text: self._scan(self.response, text, verdict))
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict):
+                for channel in ("content", "refusal"):
+                    if isinstance(logprobs.get(channel), list):
+                        logprobs[channel] = self._tokens(logprobs[channel], verdict)
         return verdict
+
+    def _tokens(self, entries: list[Any], verdict: Verdict) -> list[Any]:
+        """Logprob entries with the tokens that spell a match redacted, as the text is."""
+        overrides, blocking = self._mode(self.response)
+        text = "".join(e["token"] for e in entries if isinstance(e, dict) and isinstance(e.get("token"), str))
+        result = self.response.scan(text, overrides=overrides)
+        if not result.hits:
+            return entries
+        # The same text is in the message: count only what it did not already show.
+        seen = {(f.category, f.pattern) for f in verdict.findings}
+        verdict.add([f for f in result.findings() if (f.category, f.pattern) not in seen], blocking)
+        return redact_tokens(entries, result.hits)
 
     # ── tool calls (the /mcp gateway) ──
 
@@ -147,12 +215,17 @@ class Inspector:
         return StreamFilter(self.response, overrides, blocking, window)
 
 
+# The text channels of a streamed delta, each with its own hold-back guard.
+DELTA_TEXT = ("content", "refusal", "reasoning_content", "reasoning")
+
+
 class StreamFilter:
     """Rewrites chat.completion.chunk deltas so no part of a match reaches the client.
 
-    One hold-back guard per choice's content and per tool call's arguments. A choice's guards
-    are flushed into the chunk that carries its `finish_reason`; `finish()` flushes whatever
-    an upstream left open. Once `blocked`, nothing more may be sent.
+    One hold-back guard per choice's text channel (content, refusal, reasoning), per tool
+    call's arguments and per logprobs list (tokens are held with the text they spell). A
+    choice's guards are flushed into the chunk that carries its `finish_reason`; `finish()`
+    flushes whatever an upstream left open. Once `blocked`, nothing more may be sent.
     """
 
     def __init__(self, scanner: Scanner, overrides: Mapping[str, str], blocking: dict[str, bool], window: int) -> None:
@@ -161,14 +234,28 @@ class StreamFilter:
         self._blocking = blocking
         self._window = window
         self._guards: dict[Hashable, StreamGuard] = {}
+        self._tokens: dict[tuple[str, int], TokenGuard] = {}
         self._flushed: list[StreamGuard] = []  # guards of finished choices, for the verdict
+        self._flushed_tokens: list[TokenGuard] = []
         self.blocked: tuple[str, ...] = ()
+
+    def _new_guard(self) -> StreamGuard:
+        return StreamGuard(self._scanner, overrides=self._overrides, window=self._window)
 
     def _feed(self, key: Hashable, text: str) -> str:
         guard = self._guards.get(key)
         if guard is None:
-            guard = self._guards[key] = StreamGuard(self._scanner, overrides=self._overrides, window=self._window)
+            guard = self._guards[key] = self._new_guard()
         return self._step(guard.feed(text))
+
+    def _feed_tokens(self, channel: str, index: int, entries: list[Any]) -> list[Any]:
+        guard = self._tokens.get((channel, index))
+        if guard is None:
+            guard = self._tokens[(channel, index)] = TokenGuard(self._new_guard())
+        released = guard.feed(entries)
+        if guard.blocked:
+            self.blocked = guard.blocked
+        return released
 
     def _step(self, step: Any) -> str:
         if step.blocked:
@@ -184,25 +271,42 @@ class StreamFilter:
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 continue
-            if isinstance(delta.get("content"), str):
-                delta["content"] = self._feed(("content", index), delta["content"])
+            for channel in DELTA_TEXT:
+                if isinstance(delta.get(channel), str):
+                    delta[channel] = self._feed((channel, index), delta[channel])
             for call in _tool_calls(delta):
                 function = call["function"]
                 function["arguments"] = self._feed(("tool", index, call.get("index", 0)), function["arguments"])
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict):
+                for channel in ("content", "refusal"):
+                    if isinstance(logprobs.get(channel), list):
+                        logprobs[channel] = self._feed_tokens(channel, index, logprobs[channel])
             if self.blocked:
                 return
             if choice.get("finish_reason"):
-                self._flush_into(delta, index)
+                self._flush_into(delta, index, choice)
 
-    def _flush_into(self, delta: dict[str, Any], index: int) -> None:
+    def _flush_into(self, delta: dict[str, Any], index: int, choice: dict[str, Any]) -> None:
+        for token_key in [k for k in self._tokens if k[1] == index]:
+            token_guard = self._tokens.pop(token_key)
+            self._flushed_tokens.append(token_guard)
+            rest = token_guard.flush()
+            if token_guard.blocked:
+                self.blocked = token_guard.blocked
+            elif rest:
+                logprobs = choice.get("logprobs")
+                if not isinstance(logprobs, dict):
+                    logprobs = choice["logprobs"] = {}
+                logprobs[token_key[0]] = [*(logprobs.get(token_key[0]) or []), *rest]
         for key in [k for k in self._guards if k[1] == index]:  # type: ignore[index]
             guard = self._guards.pop(key)
             self._flushed.append(guard)
             tail = self._step(guard.flush())
             if self.blocked or not tail:
                 continue
-            if key[0] == "content":  # type: ignore[index]
-                delta["content"] = (delta.get("content") or "") + tail
+            if key[0] in DELTA_TEXT:  # type: ignore[index]
+                delta[key[0]] = (delta.get(key[0]) or "") + tail  # type: ignore[index]
                 continue
             calls = delta.setdefault("tool_calls", [])
             call = next((c for c in calls if c.get("index", 0) == key[2]), None)  # type: ignore[index]
@@ -215,11 +319,12 @@ class StreamFilter:
     def finish(self) -> dict[str, Any] | None:
         """A delta chunk with what is still held back (upstreams that never said finish_reason)."""
         choices: dict[int, dict[str, Any]] = {}
-        for index in {k[1] for k in self._guards}:  # type: ignore[index]
+        for index in {k[1] for k in self._guards} | {k[1] for k in self._tokens}:  # type: ignore[index]
             delta: dict[str, Any] = {}
-            self._flush_into(delta, index)
-            if delta:
-                choices[index] = {"index": index, "delta": delta, "finish_reason": None}
+            choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": None}
+            self._flush_into(delta, index, choice)
+            if delta or choice.get("logprobs"):
+                choices[index] = choice
         if self.blocked or not choices:
             return None
         return {"object": "chat.completion.chunk", "choices": list(choices.values())}
@@ -228,6 +333,11 @@ class StreamFilter:
         verdict = Verdict()
         for guard in [*self._flushed, *self._guards.values()]:
             verdict.add(guard.findings(), self._blocking)
+        # Tokens spell the text already counted: only what the text did not show is added.
+        seen = {(f.category, f.pattern) for f in verdict.findings}
+        for token_guard in [*self._flushed_tokens, *self._tokens.values()]:
+            extra = [f for f in token_guard.guard.findings() if (f.category, f.pattern) not in seen]
+            verdict.add(extra, self._blocking)
         verdict.findings = verdict.merged()
         return verdict
 
@@ -242,43 +352,20 @@ def _tool_calls(delta: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield call
 
 
-def _rewrite_message(message: dict[str, Any], scan: Any) -> dict[str, Any]:
-    """The message with `scan` applied to each of its texts; the same object if nothing changed."""
-    if not isinstance(message, dict):
-        return message
-    out = message
-    content = message.get("content")
-    if isinstance(content, str):
-        new = scan(content)
-        if new != content:
-            out = {**out, "content": new}
-    elif isinstance(content, list):
-        parts = []
-        for part in content:
-            text = part.get("text") if isinstance(part, dict) and part.get("type") in TEXT_PART_TYPES else None
-            if isinstance(text, str) and (new := scan(text)) != text:
-                part = {**part, "text": new}
-            parts.append(part)
-        if any(a is not b for a, b in zip(parts, content, strict=True)):
-            out = {**out, "content": parts}
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        new_calls = copy.deepcopy(calls)
-        changed = False
-        for call in new_calls:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                new = scan(function["arguments"])
-                changed = changed or new != function["arguments"]
-                function["arguments"] = new
-        if changed:
-            out = {**out, "tool_calls": new_calls}
-    legacy = message.get("function_call")
-    if isinstance(legacy, dict) and isinstance(legacy.get("arguments"), str):
-        new = scan(legacy["arguments"])
-        if new != legacy["arguments"]:
-            out = {**out, "function_call": {**legacy, "arguments": new}}
-    return out
+def _text_slots(messages: list[Any]) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """(object, key, text) for each text the model reads in `messages`, in reading order."""
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            yield message, "content", content
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and part.get("type") in TEXT_PART_TYPES:
+                    key = "refusal" if part.get("type") == "refusal" else "text"
+                    if isinstance(part.get(key), str):
+                        yield part, key, part[key]
 
 
 def _rewrite_strings(value: Any, scan: Any) -> Any:

@@ -9,6 +9,7 @@ from django.db import models
 from . import validators
 from .engine import Action, Direction, PatternSpec, compile_check
 from .packfile import SEVERITIES
+from .prefix import stream_hold_problem
 
 
 def validator_choices() -> list[tuple[str, str]]:
@@ -82,6 +83,9 @@ class Pattern(models.Model):
         reason = compile_check(self.expression)
         if reason is not None:
             errors["expression"] = f"RE2 refuses this expression: {reason}"
+        elif self.applies_to != AppliesTo.PROMPT and (reason := stream_hold_problem(self.expression)) is not None:
+            # Only answers stream: a prompt-only pattern never decides a hold-back.
+            errors["expression"] = f"Streams cannot be scanned with this expression: {reason}"
         if self.validator and validators.get(self.validator) is None:
             errors["validator"] = f"unknown validator {self.validator!r} (known: {', '.join(validators.names())})"
         if errors:

@@ -32,13 +32,14 @@ Decisions:
   `builtin.SEP`.
 - Homoglyphs: Cyrillic, Greek and a few other letters that render identically to a Latin
   letter are folded to that letter (a fixed one-to-one table taken from Unicode's
-  confusables.txt, `_HOMOGLYPHS`). That is enough to stop "AKIA" spelled with a Cyrillic А.
+  confusables.txt, `_HOMOGLYPHS`, widened with Cherokee, Lisu, small capitals, Greek and
+  Armenian in confusables.py). That is enough to stop "AKIA" spelled with a Cyrillic А.
   We do not compute the full UTS #39 skeleton: it is many-to-many, would break the one-to-one
   offset map and would fold legitimate non-Latin text into false positives.
 - Base64: handled by the engine, not here (it is not an offset-preserving transformation).
   Runs of 16+ base64 characters are decoded once (no recursion); if the result is printable
   UTF-8 it is scanned with the same patterns and a hit redacts the whole encoded run. See
-  `engine.Scanner`.
+  `engine.Scanner`; nested, line-wrapped and hex runs, escapes and entities: decode.py.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+
+from .confusables import CONFUSABLES
 
 # Printable ASCII plus tab, LF and CR: text made only of these is its own scan view.
 _PLAIN_ASCII = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])
@@ -116,6 +119,8 @@ _HOMOGLYPHS = {
     "ı": "i",
     "ȷ": "j",
     "ɡ": "g",
+    # Cherokee, Lisu, small capitals and more Greek/Armenian: confusables.py
+    **CONFUSABLES,
 }
 
 _FOLD = {

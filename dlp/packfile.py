@@ -21,6 +21,7 @@ import yaml
 from . import validators
 from .builtin import BY_NAME
 from .engine import PATTERN_ACTIONS, Action, Direction, PatternSpec, compile_check
+from .prefix import stream_hold_problem
 
 PACK_DIR = Path(__file__).resolve().parent / "packs"
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -103,6 +104,9 @@ def _entry(pack: str, index: int, entry: Any) -> PackPattern:
     applies_to = _text(entry, "applies_to", where, Direction.BOTH)
     if applies_to not in tuple(Direction):
         raise PackError(f"{where} ({name}): applies_to must be prompt, response or both")
+    # Only answers stream: a prompt-only pattern never decides a hold-back.
+    if applies_to != Direction.PROMPT and (reason := stream_hold_problem(expression)) is not None:
+        raise PackError(f"{where} ({name}): streams cannot be scanned with the expression: {reason}")
     spec = PatternSpec(
         name=f"{pack}.{name}",
         category=category.upper(),

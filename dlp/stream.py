@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
+from . import decode
 from .engine import Action, Finding, Hit, Scanner, redact
 from .normalize import normalize
 
@@ -42,6 +43,10 @@ class StreamStep:
     text: str = ""
     blocked: bool = False
     categories: tuple[str, ...] = ()  # the blocking categories, when blocked
+    # For callers that release something other than the text (logprobs tokens): how many
+    # characters of the original were released, and the redacted spans within them.
+    consumed: int = 0
+    hits: tuple[Hit, ...] = ()
 
 
 @dataclass(slots=True)
@@ -85,8 +90,12 @@ class StreamGuard:
         base = len(self._context)
         text = self._context + self._pending
         view = normalize(text)
+        extra = decode.views(text)  # what the model would decode (decode.py)
+        found = self.scanner.scan_view(view, overrides=self.overrides).hits
+        if extra:
+            found = decode.merge_hits(found, extra, self.scanner, self.overrides)
         # Hits wholly inside the context were dealt with when that text was released.
-        hits = [h for h in self.scanner.scan_view(view, overrides=self.overrides).hits if h.end > base]
+        hits = [h for h in found if h.end > base]
 
         blocking = [h for h in hits if h.action == Action.BLOCK]
         if blocking:
@@ -95,7 +104,14 @@ class StreamGuard:
         if final:
             cut = len(text)
         else:
-            cut = max(view.original_index(self.scanner.viable_start(view.text)), base)
+            cut = view.original_index(self.scanner.viable_start(view.text))
+            # An escape the next delta could complete is held, and a decoded view of what
+            # comes before it may hold from further back.
+            partial = decode.partial_escape_start(text)
+            for decoded in extra if partial == len(text) else decode.views(text[:partial]):
+                if decoded.ends and decoded.ends[-1] == partial:
+                    cut = min(cut, decoded.original_index(self.scanner.viable_start(decoded.text)))
+            cut = max(min(cut, partial), base)
             cut = _before_straddlers(hits, cut, base)
             limit = len(text) - self.window
             if cut < limit:
@@ -116,7 +132,7 @@ class StreamGuard:
         out = redact(text[base:cut], shifted)
         self._context = text[max(0, cut - CONTEXT) : cut]
         self._pending = text[cut:]
-        return StreamStep(text=out)
+        return StreamStep(text=out, consumed=cut - base, hits=tuple(shifted))
 
     def _stop(self, hits: list[Hit]) -> StreamStep:
         for hit in hits:
@@ -136,7 +152,7 @@ def _before_straddlers(hits: list[Hit], cut: int, floor: int) -> int:
     while moved:
         moved = False
         for hit in hits:
-            if hit.start < cut < hit.end:
+            if hit.start < cut < hit.end and max(hit.start, floor) < cut:
                 cut = max(hit.start, floor)
                 moved = True
     return cut

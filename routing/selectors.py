@@ -32,6 +32,15 @@ class Route:
     def candidates(self) -> tuple[Route, ...]:
         return (self, *self.fallbacks)
 
+    def extra_fields(self) -> frozenset[str]:
+        """Request fields beyond the standard ones that every backend of the chain accepts
+        (`extra_fields` in the routing file): a fallback must not get what it did not allow."""
+        allowed = []
+        for route in self.candidates():
+            names = route.backend.options.get("extra_fields")  # a row edited by hand may hold anything
+            allowed.append(frozenset(n for n in names if isinstance(n, str)) if isinstance(names, list) else frozenset())
+        return frozenset.intersection(*allowed)
+
 
 # A column named `backend.<field>` goes to that BackendConfig field, one named as a Route field
 # to that field; `model_id` and `has_fallbacks` are for the lookup itself.

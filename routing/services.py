@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audit.models import EventType
 from audit.services import audit_governance_event
+from dlp.fields import extra_field_problem
 
 from .adapters import ADAPTERS
 from .dispatch import RECOVERED
@@ -24,7 +25,7 @@ from .models import Backend, BackendHealth, Location, McpServer, Model, ModelFal
 
 BACKEND_FIELDS = {
     "name", "kind", "base_url", "api_key_env", "location", "timeout", "options",
-    "connect_timeout", "first_byte_timeout", "max_retries",
+    "connect_timeout", "first_byte_timeout", "max_retries", "extra_fields",
 }  # fmt: skip
 MODEL_FIELDS = {"name", "backend", "upstream_model", "input_price_per_mtok", "output_price_per_mtok", "fallbacks"}
 MCP_SERVER_FIELDS = {"name", "url", "location", "api_key_env", "timeout"}
@@ -116,7 +117,7 @@ def routing_import(*, document: dict[str, Any], actor: AbstractBaseUser | None =
             "connect_timeout_seconds": item.get("connect_timeout"),
             "first_byte_timeout_seconds": item.get("first_byte_timeout"),
             "max_retries": _retries(item.get("max_retries", 1), where),
-            "options": item.get("options") or {},
+            "options": _options(item, where),
         }
         _upsert(Backend, str(item["name"]), values, summary, "backend")
     for index, item in enumerate(document.get("models") or []):
@@ -191,6 +192,22 @@ def _mcp_server_import(item: Any, where: str, summary: ImportSummary, *, actor: 
 def mcp_server_error_record(*, name: str, error: str) -> None:
     """Remember a server's latest failure for the console (runtime state, not a governance change)."""
     McpServer.objects.filter(name=name).update(last_error=error[:500], last_error_at=timezone.now())
+
+
+def _options(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """The backend's options, with its `extra_fields` allowlist checked (never a template)."""
+    options = item.get("options") or {}
+    if not isinstance(options, dict):
+        raise ValidationError(f"{where}: options must be a mapping")
+    extra = item.get("extra_fields", options.get("extra_fields"))
+    if extra is None:
+        return options
+    if not isinstance(extra, list):
+        raise ValidationError(f"{where}: extra_fields must be a list of request field names")
+    for name in extra:
+        if (problem := extra_field_problem(name)) is not None:
+            raise ValidationError(f"{where}: extra_fields: {problem}")
+    return {**options, "extra_fields": sorted(set(extra))}
 
 
 def _retries(value: Any, where: str) -> int:

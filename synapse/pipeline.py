@@ -60,7 +60,7 @@ from .errors import (
     upstream_failed,
 )
 from .observability import audit_observed
-from .schemas import first_error, validate_chat, validate_embeddings
+from .schemas import check_fields, first_error, validate_chat, validate_embeddings
 from .shutdown import disconnect_verdict
 from .tool_policy import tools_admit, undeclared_call
 from .wire import StreamEncoder, Wire
@@ -103,11 +103,13 @@ def _prescan(ctx: RequestContext, inspector: Inspector) -> None:
     """Scan the prompt in this worker thread, not on the event loop: a huge hostile prompt
     (RE2 is linear, but ~1 MB/s on the worst inputs) then stalls one request, not the worker.
     The verdict is applied in order, after the scope checks (`_inspect_messages`)."""
-    messages, value = ctx.body.get("messages"), ctx.body.get("input")
-    if ctx.endpoint in CHAT_ENDPOINTS and isinstance(messages, list):
-        ctx.prompt_scan = inspector.messages(messages)
-    elif ctx.endpoint == "embeddings" and value is not None:
-        ctx.prompt_scan = inspector.embeddings_input(value)
+    # Every field of the body, not only the text the model is asked about (dlp/fields.py).
+    if ctx.endpoint in CHAT_ENDPOINTS and isinstance(ctx.body.get("messages"), list):
+        ctx.body, verdict = inspector.request(ctx.body)
+        ctx.prompt_scan = ctx.body["messages"], verdict
+    elif ctx.endpoint == "embeddings" and ctx.body.get("input") is not None:
+        ctx.body, verdict = inspector.request(ctx.body)
+        ctx.prompt_scan = ctx.body["input"], verdict
 
 
 def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
@@ -374,7 +376,9 @@ async def _admit(ctx: RequestContext, raw_key: str, body: Body | GatewayError, c
     await _authorise(ctx, raw_key, model)
     if error is not None:
         raise error
-    return _check_route(ctx, model)
+    route = _check_route(ctx, model)
+    check_fields(ctx.body, embeddings=ctx.endpoint == "embeddings", extra=route.extra_fields())
+    return route
 
 
 async def _call(ctx: RequestContext, call: Callable[[Dispatcher, Body], Awaitable[Body]], route: Route, upstream: Body) -> Body:

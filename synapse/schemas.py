@@ -1,13 +1,17 @@
 """Validation of OpenAI request bodies: the first problem found, as a 400 naming the field.
 
 Hand-written rather than a serializer because it runs on every request and only has to
-check shape; everything it does not know is passed through for the backend to judge.
+check shape. Fields the gateway does not know (dlp/fields.py) are refused by `check_fields`
+once the route is known, since a backend may allow some extra fields by name.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
+
+from dlp.fields import unknown_fields
 
 from .errors import GatewayError, invalid_request
 
@@ -146,6 +150,20 @@ def validate_embeddings(body: dict[str, Any]) -> str:
         raise invalid_request("'encoding_format' must be 'float' or 'base64'.", param="encoding_format")
     _positive_int(body, "dimensions")
     return model
+
+
+def check_fields(body: dict[str, Any], *, embeddings: bool, extra: Iterable[str] = ()) -> None:
+    """Refuse a body with a field the gateway would not forward (400 naming the first one):
+    an unknown field could change what the backend does (a chat template can drop the bound
+    system prompt) and nothing would have scanned it for the backend's meaning."""
+    unknown = unknown_fields(body, embeddings=embeddings, extra=extra)
+    if unknown:
+        raise invalid_request(
+            f"Unrecognized request argument supplied: {unknown[0]}. The gateway forwards only the fields it knows"
+            " (and those the backend's operator allows).",
+            param=unknown[0],
+            code="unknown_parameter",
+        )
 
 
 def first_error(callable_: Any, body: dict[str, Any]) -> tuple[str, GatewayError | None]:

@@ -121,7 +121,7 @@ def test_it_rejects_malformed_embeddings_input(sensitive_key: IssuedKey, body: d
     assert_openai_error(call("post", "/v1/embeddings", sensitive_key.plaintext, body), 400, param="input")
 
 
-def test_it_passes_unknown_chat_fields_through(sensitive_key: IssuedKey, onprem_upstream: Any) -> None:
+def test_it_forwards_the_standard_chat_fields_it_knows(sensitive_key: IssuedKey, onprem_upstream: Any) -> None:
     body = {
         "model": "llama-3-8b",
         "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],

@@ -198,3 +198,11 @@ def test_overlapping_hits_are_highlighted_piece_by_piece(console: Client) -> Non
     assert "".join(t for t, _ in segments) == f"x {CARD} y"
     assert segments[0] == ("x ", "") and segments[-1] == (" y", "")
     assert ("4111 1111", "redact") in segments and all(a in ("", "redact") for _, a in segments)
+
+
+def test_it_refuses_an_expression_that_would_hold_every_stream_with_the_reason(console: Client) -> None:
+    response = console.post(reverse("admin:dlp_pattern_add"), pattern_form(expression=r"[A-Za-z ]+secret"))
+    assert response.status_code == 200
+    errors = " ".join(response.context["adminform"].form.errors["expression"])
+    assert "Streams cannot be scanned with this expression" in errors and "hold back" in errors
+    assert not Pattern.objects.filter(name="ticket").exists()

@@ -6,7 +6,7 @@ import pytest
 import re2
 
 from dlp.builtin import BUILTIN_PATTERNS
-from dlp.prefix import prefix_expression
+from dlp.prefix import prefix_expression, stream_hold_problem, widened_prefix_expression
 
 from .test_builtin_patterns import TRUE_POSITIVE_IDS, TRUE_POSITIVES
 
@@ -65,3 +65,29 @@ def test_prefix_language(expression: str, viable: list[str], not_viable: list[st
 )
 def test_it_refuses_syntax_it_could_misread(expression: str) -> None:
     assert prefix_expression(expression) is None
+
+
+@pytest.mark.parametrize(
+    ("expression", "match"),
+    [(r"\p{Lu}\d{5}zz", "Ä12345zz"), (r"[[:alpha:]]{2}-\d+", "ab-42"), (r"\Qa.b\E\x{41}", "a.bA"), (r"[^\pL]x", None)],
+)
+def test_re2_only_syntax_gets_a_wider_prefix_expression_not_the_whole_window(expression: str, match: str | None) -> None:
+    prefix = widened_prefix_expression(expression)
+    if match is None:  # a Unicode class inside a negated class cannot be widened
+        assert prefix is None and stream_hold_problem(expression) is not None
+        return
+    assert prefix is not None
+    for cut in range(len(match) + 1):
+        assert fullmatches(prefix, match[:cut]), cut
+    assert not fullmatches(prefix, "plain words here and there")  # ordinary text is not held
+
+
+@pytest.mark.parametrize("expression", [r".*secret", r"[A-Za-z ]+secret", r"\p{L}+\d", r"x{,3}"])
+def test_an_expression_that_would_hold_ordinary_text_is_refused_with_the_reason(expression: str) -> None:
+    reason = stream_hold_problem(expression)
+    assert reason is not None and ("hold back" in reason or "{0,n}" in reason)
+
+
+@pytest.mark.parametrize("pattern", BUILTIN_PATTERNS, ids=[p.name for p in BUILTIN_PATTERNS])
+def test_every_builtin_pattern_passes_the_stream_hold_check(pattern) -> None:  # type: ignore[no-untyped-def]
+    assert stream_hold_problem(pattern.expression) is None

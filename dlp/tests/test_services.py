@@ -282,3 +282,10 @@ def test_the_version_row_is_recreated_if_missing() -> None:
     make_pattern()
     assert policy_version() == 1
     assert scan_prompt("TICKET-123456") == [("ticket", "TICKET_ID", "redact")]
+
+
+def test_it_refuses_an_expression_that_would_hold_every_stream_with_the_reason() -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        make_pattern(expression=r".*secret")
+    assert "Streams cannot be scanned with this expression" in " ".join(excinfo.value.message_dict["expression"])
+    assert not Pattern.objects.filter(name="ticket").exists()

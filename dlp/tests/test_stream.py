@@ -117,7 +117,7 @@ def test_after_a_block_nothing_more_is_released(response_scanner: Scanner) -> No
 
 def test_the_hold_back_never_exceeds_the_window() -> None:
     # A pattern whose prefixes cannot be derived holds everything it may: up to the window.
-    scanner = Scanner([PatternSpec(name="greek", category="G", expression=r"\p{Greek}{3}")], decode_base64=False)
+    scanner = Scanner([PatternSpec(name="odd", category="O", expression=r"q[^\p{Greek}]{3}")], decode_base64=False)
     assert scanner.holds_everything
     guard = StreamGuard(scanner, window=64)
     sent = "".join(guard.feed("x" * 10).text for _ in range(20))
@@ -153,3 +153,14 @@ def test_guards_keep_choices_and_tool_calls_apart(response_scanner: Scanner) -> 
     sent += guards.flush()[("choice", 1)].text
     assert sent == "card [REDACTED:CREDIT_CARD] end"
     assert not guards.blocked
+
+
+def test_an_alert_pattern_with_a_unicode_class_holds_a_few_characters_not_the_stream() -> None:
+    # Issue 13: `\p{Lu}\d{5}zz` (alert only) held back a whole stream until its end.
+    scanner = Scanner([PatternSpec(name="ref", category="REF", expression=r"\p{Lu}\d{5}zz", action="alert")], decode_base64=False)
+    assert not scanner.holds_everything
+    guard = StreamGuard(scanner)
+    words = ["Ticket ", "Ä12345zz ", "was ", "closed ", "by ", "the ", "support ", "team ", "today"]
+    sent = "".join(guard.feed(word).text for word in words)
+    assert guard.held <= 8 and sent == "".join(words)[: len(sent)] and len(sent) > 40
+    assert [(f.category, f.count) for f in guard.findings()] == [("REF", 1)]

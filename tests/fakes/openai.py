@@ -34,12 +34,30 @@ class FakeOpenAI(FakeProvider):
         self.pieces = pieces  # fixed stream deltas instead of word-by-word
         # Tool calls to answer with, as (name, arguments JSON): the reply text (if any) comes first.
         self.tool_calls: list[tuple[str, str]] = []
+        # Reasoning text (vLLM's `reasoning_content`, before the answer) and a refusal, if set.
+        self.reasoning: str | None = None
+        self.refusal: str | None = None
 
     def reset(self) -> None:
         super().reset()
         self.reply = None
         self.pieces = None
         self.tool_calls = []
+        self.reasoning = None
+        self.refusal = None
+
+    @staticmethod
+    def _logprob(token: str) -> dict[str, Any]:
+        """One `logprobs.content` entry (the chosen token is also its only alternative)."""
+        entry = {"token": token, "logprob": -0.25, "bytes": list(token.encode())}
+        return {**entry, "top_logprobs": [dict(entry)]}
+
+    def _pieces(self, answer: str) -> list[str]:
+        if not answer:
+            return []
+        if self.pieces is not None:
+            return self.pieces
+        return [w + " " for w in answer.split(" ")[:-1]] + answer.split(" ")[-1:]
 
     def answer_for(self, body: dict[str, Any]) -> str:
         if self.reply is not None:
@@ -71,9 +89,14 @@ class FakeOpenAI(FakeProvider):
 
     def _chat(self, body: dict[str, Any]) -> Reply:
         answer = self.answer_for(body)
-        message: dict[str, Any] = {"role": "assistant", "content": answer, "refusal": None}
+        message: dict[str, Any] = {"role": "assistant", "content": answer, "refusal": self.refusal}
+        if self.reasoning is not None:
+            message["reasoning_content"] = self.reasoning
         if self.tool_calls:
             message = {**message, "content": answer or None, "tool_calls": self._calls()}
+        logprobs = None
+        if body.get("logprobs"):
+            logprobs = {"content": [self._logprob(p) for p in self._pieces(answer)], "refusal": None}
         return Reply(
             body={
                 "id": "chatcmpl-fake0001",
@@ -85,7 +108,7 @@ class FakeOpenAI(FakeProvider):
                     {
                         "index": 0,
                         "message": message,
-                        "logprobs": None,
+                        "logprobs": logprobs,
                         "finish_reason": "tool_calls" if self.tool_calls else "stop",
                     }
                 ],
@@ -97,13 +120,8 @@ class FakeOpenAI(FakeProvider):
         answer = self.answer_for(body)
         if self.tool_calls and self.reply == "":
             answer = ""
-        pieces = (
-            []
-            if not answer
-            else self.pieces
-            if self.pieces is not None
-            else [w + " " for w in answer.split(" ")[:-1]] + answer.split(" ")[-1:]
-        )
+        pieces = self._pieces(answer)
+        want_logprobs = bool(body.get("logprobs"))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         base = {
             "id": "chatcmpl-fake0002",
@@ -127,11 +145,20 @@ class FakeOpenAI(FakeProvider):
                     }
                 ],
             }
+            for channel, text in (("reasoning_content", self.reasoning), ("refusal", self.refusal)):
+                text = text or ""
+                for piece in (text[i : i + 5] for i in range(0, len(text), 5)):  # split mid-word on purpose
+                    yield {
+                        **base,
+                        **extra,
+                        "choices": [{"index": 0, "delta": {channel: piece}, "logprobs": None, "finish_reason": None}],
+                    }
             for piece in pieces:
+                logprobs = {"content": [self._logprob(piece)], "refusal": None} if want_logprobs else None
                 yield {
                     **base,
                     **extra,
-                    "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}],
+                    "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": logprobs, "finish_reason": None}],
                 }
             for index, call in enumerate(self._calls()):
                 # OpenAI's shape: the first delta of a call names it, later ones add arguments.
