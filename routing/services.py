@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from audit.models import EventType
 from audit.services import audit_governance_event
-from dlp.fields import extra_field_problem
 
 from .adapters import ADAPTERS
 from .dispatch import RECOVERED
+from .fields import extra_field_problem
 from .models import Backend, BackendHealth, Location, McpServer, Model, ModelFallback
 
 BACKEND_FIELDS = {

@@ -25,7 +25,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "audit": frozenset(),
     "routing": frozenset({"audit"}),
     "teams": frozenset({"audit", "routing"}),
-    "dlp": frozenset({"audit", "teams"}),
+    "dlp": frozenset({"audit", "routing", "teams"}),
     "alerts": frozenset({"audit", "teams"}),
     "synapse": frozenset(APPS),
 }
