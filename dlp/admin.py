@@ -19,6 +19,7 @@ from django.urls import path
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
+from audit.actors import console_actor
 from teams.models import Team
 
 from .engine import Direction
@@ -70,18 +71,18 @@ class PatternAdmin(admin.ModelAdmin):
             pattern_update(
                 pattern=obj,
                 changes={name: data[name] for name in form.changed_data if name in data},
-                actor=request.user,  # type: ignore[arg-type]
+                actor=console_actor(request),
             )
             return
-        created = pattern_create(name=obj.name, actor=request.user, **data)  # type: ignore[arg-type]
+        created = pattern_create(name=obj.name, actor=console_actor(request), **data)
         obj.pk = created.pk
 
     def delete_model(self, request: HttpRequest, obj: Pattern) -> None:
-        pattern_delete(pattern=obj, actor=request.user)  # type: ignore[arg-type]
+        pattern_delete(pattern=obj, actor=console_actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Pattern]) -> None:
         for pattern in queryset:
-            pattern_delete(pattern=pattern, actor=request.user)  # type: ignore[arg-type]
+            pattern_delete(pattern=pattern, actor=console_actor(request))
 
     @admin.action(description="Enable selected patterns", permissions=["change"])
     def enable_selected(self, request: HttpRequest, queryset: QuerySet[Pattern]) -> None:
@@ -94,7 +95,7 @@ class PatternAdmin(admin.ModelAdmin):
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Pattern], *, enabled: bool) -> None:
         count = 0
         for pattern in queryset.filter(enabled=not enabled):
-            pattern_update(pattern=pattern, changes={"enabled": enabled}, actor=request.user)  # type: ignore[arg-type]
+            pattern_update(pattern=pattern, changes={"enabled": enabled}, actor=console_actor(request))
             count += 1
         self.message_user(request, f"{'Enabled' if enabled else 'Disabled'} {count} pattern(s).", messages.SUCCESS)
 
@@ -116,12 +117,12 @@ class PatternAdmin(admin.ModelAdmin):
                 messages.error(request, f"no shipped pack named {name!r}")
             else:
                 try:
-                    applied = pack_apply(name_or_path=name, actor=request.user)  # type: ignore[arg-type]
+                    applied = pack_apply(name_or_path=name, actor=console_actor(request))
                 except (PackError, ValidationError) as exc:
                     messages.error(request, "; ".join(getattr(exc, "messages", [str(exc)])))
                 else:
                     messages.success(request, applied.summary())
-        packs = []
+        packs: list[dict[str, Any]] = []
         for name in pack_names():
             try:
                 pack = load_pack(name)
@@ -181,12 +182,12 @@ class TeamOverrideAdmin(admin.ModelAdmin):
         return obj.pattern.action
 
     def save_model(self, request: HttpRequest, obj: TeamOverride, form: Any, change: bool) -> None:
-        saved = team_override_set(team=obj.team, pattern=obj.pattern, action=obj.action, actor=request.user)  # type: ignore[arg-type]
+        saved = team_override_set(team=obj.team, pattern=obj.pattern, action=obj.action, actor=console_actor(request))
         assert saved is not None
         obj.pk = saved.pk
 
     def delete_model(self, request: HttpRequest, obj: TeamOverride) -> None:
-        team_override_set(team=obj.team, pattern=obj.pattern, action=None, actor=request.user)  # type: ignore[arg-type]
+        team_override_set(team=obj.team, pattern=obj.pattern, action=None, actor=console_actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TeamOverride]) -> None:
         for override in queryset.select_related("team", "pattern"):

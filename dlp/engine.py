@@ -150,7 +150,7 @@ class Finding:
 
 def strongest(actions: Iterable[str]) -> str | None:
     ranked = [a for a in actions if a in _RANK]
-    return max(ranked, key=_RANK.__getitem__) if ranked else None
+    return max(ranked, key=lambda action: _RANK[Action(action)]) if ranked else None
 
 
 def redaction_token(category: str) -> str:

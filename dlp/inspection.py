@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,7 +233,7 @@ class StreamFilter:
         self._overrides = overrides
         self._blocking = blocking
         self._window = window
-        self._guards: dict[Hashable, StreamGuard] = {}
+        self._guards: dict[tuple[Any, ...], StreamGuard] = {}  # (channel, choice) or ("tool", choice, call)
         self._tokens: dict[tuple[str, int], TokenGuard] = {}
         self._flushed: list[StreamGuard] = []  # guards of finished choices, for the verdict
         self._flushed_tokens: list[TokenGuard] = []
@@ -242,7 +242,7 @@ class StreamFilter:
     def _new_guard(self) -> StreamGuard:
         return StreamGuard(self._scanner, overrides=self._overrides, window=self._window)
 
-    def _feed(self, key: Hashable, text: str) -> str:
+    def _feed(self, key: tuple[Any, ...], text: str) -> str:
         guard = self._guards.get(key)
         if guard is None:
             guard = self._guards[key] = self._new_guard()
@@ -299,19 +299,19 @@ class StreamFilter:
                 if not isinstance(logprobs, dict):
                     logprobs = choice["logprobs"] = {}
                 logprobs[token_key[0]] = [*(logprobs.get(token_key[0]) or []), *rest]
-        for key in [k for k in self._guards if k[1] == index]:  # type: ignore[index]
+        for key in [k for k in self._guards if k[1] == index]:
             guard = self._guards.pop(key)
             self._flushed.append(guard)
             tail = self._step(guard.flush())
             if self.blocked or not tail:
                 continue
-            if key[0] in DELTA_TEXT:  # type: ignore[index]
-                delta[key[0]] = (delta.get(key[0]) or "") + tail  # type: ignore[index]
+            if key[0] in DELTA_TEXT:
+                delta[key[0]] = (delta.get(key[0]) or "") + tail
                 continue
             calls = delta.setdefault("tool_calls", [])
-            call = next((c for c in calls if c.get("index", 0) == key[2]), None)  # type: ignore[index]
+            call = next((c for c in calls if c.get("index", 0) == key[2]), None)
             if call is None:
-                calls.append({"index": key[2], "function": {"arguments": tail}})  # type: ignore[index]
+                calls.append({"index": key[2], "function": {"arguments": tail}})
             else:
                 function = call.setdefault("function", {})
                 function["arguments"] = (function.get("arguments") or "") + tail
@@ -319,7 +319,7 @@ class StreamFilter:
     def finish(self) -> dict[str, Any] | None:
         """A delta chunk with what is still held back (upstreams that never said finish_reason)."""
         choices: dict[int, dict[str, Any]] = {}
-        for index in {k[1] for k in self._guards} | {k[1] for k in self._tokens}:  # type: ignore[index]
+        for index in {k[1] for k in self._guards} | {k[1] for k in self._tokens}:
             delta: dict[str, Any] = {}
             choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": None}
             self._flush_into(delta, index, choice)
@@ -383,7 +383,7 @@ def non_text_parts(messages: list[dict[str, Any]]) -> list[str]:
     """The kinds of content parts DLP cannot read (images, audio, files), in order of appearance."""
     kinds: dict[str, None] = {}
     for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
+        content = message.get("content")
         if isinstance(content, list):
             for part in content:
                 kind = part.get("type") if isinstance(part, dict) else None

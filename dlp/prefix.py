@@ -35,6 +35,7 @@ import re
 import re._constants as c
 import re._parser as sre_parse
 import warnings
+from typing import Any
 
 import re2
 
@@ -55,11 +56,11 @@ def _escape_char(code: int) -> str:
     return f"\\x{{{code:x}}}"
 
 
-def _class_item(op: object, av: object) -> str:
+def _class_item(op: object, av: Any) -> str:
     if op is c.LITERAL:
-        return _escape_char(av)  # type: ignore[arg-type]
+        return _escape_char(av)
     if op is c.RANGE:
-        low, high = av  # type: ignore[misc]
+        low, high = av
         return f"{_escape_char(low)}-{_escape_char(high)}"
     if op is c.CATEGORY:
         return _CATEGORIES[av]
@@ -87,16 +88,16 @@ def _case(body: str, flags: int, add: int, remove: int) -> str:
 
 
 class _Builder:
-    def atom(self, op: object, av: object, flags: int) -> str:
+    def atom(self, op: object, av: Any, flags: int) -> str:
         """The full (not prefix) expression of one node; assertions become empty."""
         if op is c.LITERAL:
-            return _escape_char(av)  # type: ignore[arg-type]
+            return _escape_char(av)
         if op is c.NOT_LITERAL:
-            return f"[^{_escape_char(av)}]"  # type: ignore[arg-type]
+            return f"[^{_escape_char(av)}]"
         if op is c.ANY:
             return r"[\s\S]" if flags & re.DOTALL else r"[^\n]"
         if op is c.IN:
-            items = list(av)  # type: ignore[call-overload]
+            items = list(av)
             negate = bool(items) and items[0][0] is c.NEGATE
             body = "".join(_class_item(o, a) for o, a in (items[1:] if negate else items))
             return f"[{'^' if negate else ''}{body}]"
@@ -105,13 +106,13 @@ class _Builder:
         if op is c.AT:
             return ""
         if op is c.BRANCH:
-            _, alternatives = av  # type: ignore[misc]
+            _, alternatives = av
             return "(?:" + "|".join(self.sequence(alt, flags) for alt in alternatives) + ")"
         if op is c.SUBPATTERN:
-            _, add, remove, body = av  # type: ignore[misc]
+            _, add, remove, body = av
             return _case(self.sequence(body, (flags | add) & ~remove), flags, add, remove)
         if op in (c.MAX_REPEAT, c.MIN_REPEAT):
-            low, high, body = av  # type: ignore[misc]
+            low, high, body = av
             inner = "(?:" + self.sequence(body, flags) + ")"
             return inner + (f"{{{low},}}" if high is c.MAXREPEAT else f"{{{low},{high}}}")
         raise UnsupportedSyntaxError(f"node {op}")
@@ -119,19 +120,19 @@ class _Builder:
     def sequence(self, nodes: sre_parse.SubPattern | list, flags: int) -> str:
         return "".join(self.atom(op, av, flags) for op, av in nodes)
 
-    def prefix_atom(self, op: object, av: object, flags: int) -> str:
+    def prefix_atom(self, op: object, av: Any, flags: int) -> str:
         if op is c.AT:
             return ""
         if op in (c.LITERAL, c.NOT_LITERAL, c.ANY, c.IN, c.CATEGORY):
             return "(?:" + self.atom(op, av, flags) + ")?"
         if op is c.BRANCH:
-            _, alternatives = av  # type: ignore[misc]
+            _, alternatives = av
             return "(?:" + "|".join(self.prefix_sequence(list(alt), flags) for alt in alternatives) + ")"
         if op is c.SUBPATTERN:
-            _, add, remove, body = av  # type: ignore[misc]
+            _, add, remove, body = av
             return _case(self.prefix_sequence(list(body), (flags | add) & ~remove), flags, add, remove)
         if op in (c.MAX_REPEAT, c.MIN_REPEAT):
-            _, high, body = av  # type: ignore[misc]
+            _, high, body = av
             if high == 0:
                 return ""
             inner = "(?:" + self.sequence(body, flags) + ")"

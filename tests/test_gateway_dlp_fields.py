@@ -163,7 +163,7 @@ def test_embeddings_user_is_scanned_and_unknown_fields_refused(
 def test_a_clean_request_with_every_field_arrives_unchanged(
     gateway: Gateway, sensitive_key: IssuedKey, onprem_upstream: FakeOpenAI
 ) -> None:
-    body = {
+    body: dict[str, Any] = {
         "messages": [
             {"role": "developer", "content": "Answer briefly."},
             {"role": "user", "content": [{"type": "text", "text": "Summarise the Q3 claims report."}], "name": "ana"},

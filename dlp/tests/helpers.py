@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dlp.engine import Scanner
 
 
@@ -10,7 +12,7 @@ def found(scanner: Scanner, text: str) -> list[tuple[str, str]]:
     return [(h.category, text[h.start : h.end]) for h in scanner.scan(text).hits]
 
 
-def policy_events() -> list[dict[str, object]]:
+def policy_events() -> list[dict[str, Any]]:
     """The `policy_changed` audit events, oldest first: (actor, team, detail) as recorded."""
     from audit.models import AuditEvent, EventType
 

@@ -25,7 +25,11 @@ def main(probe: str) -> None:
     from dlp.selectors import dlp_policy
 
     stop = threading.Event()
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    def stop_at_eof() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=stop_at_eof, daemon=True).start()
 
     def observe() -> tuple[int, str | None]:
         try:

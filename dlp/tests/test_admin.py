@@ -23,7 +23,7 @@ CARD = "4111 1111 1111 1111"
 
 
 @pytest.fixture
-def console(approver) -> Client:  # type: ignore[no-untyped-def]
+def console(approver) -> Client:
     client = Client()
     client.force_login(approver)
     return client
@@ -137,7 +137,7 @@ def test_applying_a_pack_takes_one_click_and_shows_the_diff(console: Client) -> 
     assert console.post(url, {"pack": "../../etc/passwd"}).context["applied"] is None
 
 
-def test_the_apply_pack_page_needs_permission(client: Client, django_user_model) -> None:  # type: ignore[no-untyped-def]
+def test_the_apply_pack_page_needs_permission(client: Client, django_user_model) -> None:
     viewer = django_user_model.objects.create_user(username="val", password="x-pass-123456", is_staff=True)
     client.force_login(viewer)
     assert client.post(reverse("admin:dlp_pattern_apply_pack"), {"pack": "gdpr"}).status_code == 403

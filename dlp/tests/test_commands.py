@@ -66,7 +66,7 @@ def test_a_dry_run_prints_the_diff_and_writes_nothing() -> None:
     assert not Pattern.objects.filter(pack="gdpr").exists() and policy_version() == version and policy_events() == []
 
 
-def test_it_upgrades_a_pack_from_a_path(tmp_path: Path, approver) -> None:  # type: ignore[no-untyped-def]
+def test_it_upgrades_a_pack_from_a_path(tmp_path: Path, approver) -> None:
     path = tmp_path / "acme.yaml"
     path.write_text(ACME_V1)
     run(str(path), "--actor", "alice")

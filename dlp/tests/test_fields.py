@@ -74,7 +74,7 @@ def _fill(value: Any, slot: int, counter: list[int], secret: str) -> Any:
 
 
 def _request(r: random.Random) -> dict[str, Any]:
-    message = {name: "@" for name in MESSAGE_FIELDS - {"content", "tool_calls"}}
+    message: dict[str, Any] = {name: "@" for name in MESSAGE_FIELDS - {"content", "tool_calls"}}
     message["content"] = [{"type": "text", "text": "@"}, {"type": "refusal", "refusal": "@"}]
     message["tool_calls"] = [{"id": "@", "type": "function", "function": {"name": "@", "arguments": "@"}}]
     body: dict[str, Any] = {name: _strings(r) for name in CHAT_FIELDS - {"model", "messages"}}

@@ -93,7 +93,7 @@ def watchers() -> Iterator[list[Watcher]]:
 @pytest.mark.gateway
 @pytest.mark.sqlite
 @pytest.mark.django_db(transaction=True)
-def test_a_change_reaches_every_worker_process_without_restart(watchers: list[Watcher], approver) -> None:  # type: ignore[no-untyped-def]
+def test_a_change_reaches_every_worker_process_without_restart(watchers: list[Watcher], approver) -> None:
     pattern = pattern_create(name="probe", category="PROBE", expression=r"\bPROBE-\d{4}\b", action="alert")
     first = [w.wait_for(lambda s: s["action"] == "alert") for w in watchers]
     assert first[0]["pid"] != first[1]["pid"]
@@ -140,14 +140,14 @@ def test_the_running_gateway_applies_a_change_without_restart(gateway: Gateway, 
 
 
 @pytest.fixture
-def slow_reload(settings) -> None:  # type: ignore[no-untyped-def]
+def slow_reload(settings) -> None:
     settings.SYNAPSE = {**settings.SYNAPSE, "DLP_RELOAD_SECONDS": 3600.0}
     dlp_policy_expire()
 
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("slow_reload")
-def test_a_worker_does_not_query_while_nothing_changed(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_a_worker_does_not_query_while_nothing_changed(django_assert_num_queries) -> None:
     first = dlp_policy(team_id=None)
     with django_assert_num_queries(0):
         again = [dlp_policy(team_id=None) for _ in range(1000)]
@@ -157,7 +157,7 @@ def test_a_worker_does_not_query_while_nothing_changed(django_assert_num_queries
 @pytest.mark.django_db
 @pytest.mark.usefixtures("slow_reload")
 def test_a_worker_reads_the_version_once_per_interval_and_rebuilds_only_when_it_moved(
-    django_assert_num_queries,  # type: ignore[no-untyped-def]
+    django_assert_num_queries,
 ) -> None:
     first = dlp_policy(team_id=None)
     # A change made by another process: the version moves, nothing tells this one.

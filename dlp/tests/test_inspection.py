@@ -32,7 +32,7 @@ def sent(chunks: list[dict[str, Any]]) -> str:
 
 
 def test_every_message_part_and_tool_argument_is_scanned(inspector: Inspector) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": f"card {CARD}"},
         {"role": "user", "content": [{"type": "text", "text": f"my card is {CARD}"}, {"type": "image_url", "image_url": {}}]},
         {
@@ -103,7 +103,8 @@ def test_non_text_parts_are_listed() -> None:
 
 
 def test_a_completion_is_redacted_in_place(inspector: Inspector) -> None:
-    result = {"choices": [{"index": 0, "message": {"role": "assistant", "content": f"Your card {CARD} is on file."}}]}
+    message = {"role": "assistant", "content": f"Your card {CARD} is on file."}
+    result: dict[str, Any] = {"choices": [{"index": 0, "message": message}]}
     verdict = inspector.completion(result)
     assert result["choices"][0]["message"]["content"] == "Your card [REDACTED:CREDIT_CARD] is on file."
     assert verdict.findings and not verdict.blocked

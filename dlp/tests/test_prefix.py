@@ -16,7 +16,7 @@ def fullmatches(expression: str, text: str) -> bool:
 
 
 @pytest.mark.parametrize("pattern", BUILTIN_PATTERNS, ids=[p.name for p in BUILTIN_PATTERNS])
-def test_every_builtin_pattern_has_a_prefix_expression(pattern) -> None:  # type: ignore[no-untyped-def]
+def test_every_builtin_pattern_has_a_prefix_expression(pattern) -> None:
     assert prefix_expression(pattern.expression) is not None
 
 
@@ -89,5 +89,5 @@ def test_an_expression_that_would_hold_ordinary_text_is_refused_with_the_reason(
 
 
 @pytest.mark.parametrize("pattern", BUILTIN_PATTERNS, ids=[p.name for p in BUILTIN_PATTERNS])
-def test_every_builtin_pattern_passes_the_stream_hold_check(pattern) -> None:  # type: ignore[no-untyped-def]
+def test_every_builtin_pattern_passes_the_stream_hold_check(pattern) -> None:
     assert stream_hold_problem(pattern.expression) is None

@@ -44,7 +44,7 @@ def test_the_baseline_pack_is_installed_by_migration() -> None:
 
 
 @pytest.mark.sqlite
-def test_it_creates_a_pattern_bumps_the_version_and_audits_it(approver) -> None:  # type: ignore[no-untyped-def]
+def test_it_creates_a_pattern_bumps_the_version_and_audits_it(approver) -> None:
     before = policy_version()
     pattern = make_pattern(actor=approver)
     assert pattern.category == "TICKET_ID"  # categories are upper case, as in [REDACTED:TICKET_ID]
@@ -80,7 +80,7 @@ def test_it_refuses_an_unknown_validator() -> None:
     assert not Pattern.objects.filter(name="ticket").exists()
 
 
-def test_it_refuses_an_invalid_edit_and_keeps_the_pattern(approver) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_an_invalid_edit_and_keeps_the_pattern(approver) -> None:
     pattern = make_pattern()
     version = policy_version()
     with pytest.raises(ValidationError) as excinfo:
@@ -92,7 +92,7 @@ def test_it_refuses_an_invalid_edit_and_keeps_the_pattern(approver) -> None:  # 
         pattern_update(pattern=pattern, changes={"name": "renamed"}, actor=approver)
 
 
-def test_it_records_what_an_edit_changed(approver) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_what_an_edit_changed(approver) -> None:
     pattern = make_pattern()
     version = policy_version()
     pattern_update(pattern=pattern, changes={"action": "block", "severity": "medium"}, actor=approver)
@@ -118,7 +118,7 @@ def test_it_scans_each_direction_with_its_own_patterns() -> None:
     assert [h.pattern for h in policy.response.scan("TICKET-123456").hits] == ["ticket"]
 
 
-def test_it_deletes_a_pattern_with_its_overrides(team: Team, approver) -> None:  # type: ignore[no-untyped-def]
+def test_it_deletes_a_pattern_with_its_overrides(team: Team, approver) -> None:
     pattern = make_pattern()
     team_override_set(team=team, pattern=pattern, action="off")
     pattern_delete(pattern=pattern, actor=approver)
@@ -128,7 +128,7 @@ def test_it_deletes_a_pattern_with_its_overrides(team: Team, approver) -> None: 
     assert scan_prompt("TICKET-123456") == []
 
 
-def test_a_team_override_changes_the_action_for_that_team_only(team: Team, approver) -> None:  # type: ignore[no-untyped-def]
+def test_a_team_override_changes_the_action_for_that_team_only(team: Team, approver) -> None:
     other = Team.objects.create(name="marketing", owner_email="m@example.com")
     pattern = make_pattern()
     team_override_set(team=team, pattern=pattern, action="block", actor=approver)
@@ -158,7 +158,7 @@ def test_it_refuses_an_unknown_override_action(team: Team) -> None:
 # ── packs ──
 
 
-def test_applying_a_pack_installs_it_and_reapplying_changes_nothing(approver) -> None:  # type: ignore[no-untyped-def]
+def test_applying_a_pack_installs_it_and_reapplying_changes_nothing(approver) -> None:
     gdpr = load_pack("gdpr")
     version = policy_version()
     diff = pack_apply(name_or_path="gdpr", actor=approver)
@@ -168,7 +168,7 @@ def test_applying_a_pack_installs_it_and_reapplying_changes_nothing(approver) ->
     assert policy_version() == version + 1
     event = policy_events()[-1]
     assert event["change"] == "pack_applied" and event["pack"] == "gdpr" and event["actor"] == "alice"
-    assert sorted(event["added"]) == sorted(diff.added)  # type: ignore[arg-type]
+    assert sorted(event["added"]) == sorted(diff.added)
     assert scan_prompt("Mail jane.doe@example.org") == [
         ("baseline.email", "EMAIL", "alert"),
         ("gdpr.email", "EMAIL", "redact"),
@@ -181,7 +181,7 @@ def test_applying_a_pack_installs_it_and_reapplying_changes_nothing(approver) ->
     assert "nothing to do" in again.summary()
 
 
-def test_reapplying_a_pack_sets_edited_patterns_back(approver) -> None:  # type: ignore[no-untyped-def]
+def test_reapplying_a_pack_sets_edited_patterns_back(approver) -> None:
     email = Pattern.objects.get(name="baseline.email")
     pattern_update(pattern=email, changes={"action": "block", "enabled": False}, actor=approver)
     preview = pack_apply(name_or_path="baseline", dry_run=True)
@@ -217,7 +217,7 @@ patterns:
 """
 
 
-def test_a_pack_upgrade_shows_what_changes(tmp_path: Path, approver) -> None:  # type: ignore[no-untyped-def]
+def test_a_pack_upgrade_shows_what_changes(tmp_path: Path, approver) -> None:
     path = tmp_path / "acme.yaml"
     path.write_text(ACME_V1)
     pack_apply(name_or_path=str(path), actor=approver)
