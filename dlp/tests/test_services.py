@@ -22,7 +22,7 @@ TICKET = r"\bTICKET-(?P<value>\d{6})\b"
 
 def make_pattern(**changes: object) -> Pattern:
     values: dict[str, object] = {"name": "ticket", "category": "ticket_id", "expression": TICKET, "action": "redact"}
-    return pattern_create(**{**values, **changes})  # type: ignore[arg-type]
+    return pattern_create(**{**values, **changes})  # type: ignore[arg-type]  # test fixtures pass loose keyword bundles
 
 
 def scan_prompt(text: str, *, team_id: int | None = None) -> list[tuple[str, str, str]]:

@@ -23,7 +23,7 @@ def response_scanner() -> Scanner:
 
 def run(scanner: Scanner, chunks: list[str], **kwargs: object) -> tuple[str, bool, StreamGuard]:
     """Feed the chunks; return what was sent, whether the stream was stopped, the guard."""
-    guard = StreamGuard(scanner, **kwargs)  # type: ignore[arg-type]
+    guard = StreamGuard(scanner, **kwargs)  # type: ignore[arg-type]  # test fixtures pass loose keyword bundles
     sent: list[str] = []
     for chunk in chunks:
         step = guard.feed(chunk)
