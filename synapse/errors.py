@@ -141,6 +141,26 @@ def payload_too_large(limit: int) -> GatewayError:
     )
 
 
+def body_timeout(seconds: float) -> GatewayError:
+    return GatewayError(
+        status=408,
+        message=f"The request body did not arrive within {seconds:g} seconds.",
+        type="invalid_request_error",
+        code="request_timeout",
+        decision=Decision.INVALID_REQUEST,
+    )
+
+
+def bad_host(host: str) -> GatewayError:
+    return GatewayError(
+        status=400,
+        message=f"The Host header {host!r} is not one this gateway serves (ALLOWED_HOSTS).",
+        type="invalid_request_error",
+        code="invalid_host",
+        decision=Decision.INVALID_REQUEST,
+    )
+
+
 def not_found(path: str) -> GatewayError:
     return GatewayError(
         status=404,

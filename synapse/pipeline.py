@@ -382,7 +382,8 @@ def _validated(
 async def _admit(ctx: RequestContext, raw_key: str, body: Body | GatewayError, canonical: Canonical, validator: Any) -> Route:
     """Every door's front half: parse, authenticate, scope the model. Returns the route."""
     model, error = _validated(ctx, body, canonical, validator)
-    await _authorise(ctx, raw_key, model)
+    # An invalid body looks nothing up by its model (a NUL in it is not a database outage).
+    await _authorise(ctx, raw_key, model if error is None else "")
     if error is not None:
         raise error
     return _check_route(ctx, model)

@@ -120,6 +120,8 @@ REST_FRAMEWORK = {
 SYNAPSE = {
     "UPSTREAM_TIMEOUT": env.float("SYNAPSE_UPSTREAM_TIMEOUT", default=120.0),
     "MAX_BODY_BYTES": env.int("SYNAPSE_MAX_BODY_BYTES", default=8 * 1024 * 1024),
+    # Seconds a /v1 or /mcp request body may take to arrive; a slower one is refused with a 408.
+    "BODY_READ_TIMEOUT": env.float("SYNAPSE_BODY_READ_TIMEOUT", default=30.0),
     # Circuit breaker: consecutive failures that take a backend out, and for how many seconds.
     "CIRCUIT_FAILURES": env.int("SYNAPSE_CIRCUIT_FAILURES", default=5),
     "CIRCUIT_COOLDOWN": env.float("SYNAPSE_CIRCUIT_COOLDOWN", default=30.0),

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from . import pipeline
 from .context import RequestContext
 from .errors import GatewayError, method_not_allowed, not_found, payload_too_large
-from .schemas import parse_json
+from .schemas import parse_json_object
 from .wire import Wire
 from .wire.chat import ChatWire
 from .wire.messages import MessagesWire
@@ -63,7 +63,11 @@ def _api_key(request: HttpRequest) -> str:
 
 
 def _read_body(request: HttpRequest) -> dict[str, Any] | GatewayError:
-    """The parsed JSON body, or the error to answer with (413 before reading an oversized body)."""
+    """The parsed JSON body, or the error to answer with. The lean handler bounds the read
+    itself (size while reading, time) and leaves its refusal on the request."""
+    refused: GatewayError | None = getattr(request, "synapse_body_error", None)
+    if refused is not None:
+        return refused
     limit = settings.SYNAPSE["MAX_BODY_BYTES"]
     try:
         declared = int(request.headers.get("content-length") or 0)
@@ -75,7 +79,7 @@ def _read_body(request: HttpRequest) -> dict[str, Any] | GatewayError:
     if len(raw) > limit:
         return payload_too_large(limit)
     try:
-        return parse_json(raw)
+        return parse_json_object(raw)
     except GatewayError as exc:
         return exc
 
