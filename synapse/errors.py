@@ -206,6 +206,19 @@ def rate_limited(message: str, *, kind: BreachKind, retry_after: int, code: str 
     )
 
 
+def upstream_over_reservation(produced: int, cap: int) -> GatewayError:
+    # The upstream was told to stop at `cap` (the tokens the limits held) and did not: a
+    # provider fault, refused so that no budget or token limit is overrun through it.
+    return GatewayError(
+        status=502,
+        message=f"The backend produced {produced} completion tokens, more than the {cap} it was told to stop at; "
+        "the answer was withheld.",
+        type="api_error",
+        code="upstream_over_reservation",
+        decision=Decision.UPSTREAM_ERROR,
+    )
+
+
 def budget_exceeded(message: str) -> GatewayError:
     # 402 rather than OpenAI's 429 insufficient_quota: retrying soon cannot help, and clients
     # that back off on 429 would otherwise hammer an exhausted budget.

@@ -67,7 +67,9 @@ def test_hostile_json_is_a_400_in_the_doors_shape_and_audited(sensitive_key: Iss
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("raw", [DEEP, SURROGATE_CONTENT, SURROGATE_MODEL], ids=["1000-deep", "surrogate-content", "surrogate-model"])
+@pytest.mark.parametrize(
+    "raw", [DEEP, SURROGATE_CONTENT, SURROGATE_MODEL], ids=["1000-deep", "surrogate-content", "surrogate-model"]
+)
 def test_hostile_json_without_a_key_is_an_audited_401(routing: None, raw: bytes) -> None:
     # The auth-failure rule counts these rows: a key-less hostile body must leave one.
     assert lean("/v1/chat/completions", raw, None).status_code == 401
