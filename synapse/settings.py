@@ -76,10 +76,18 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # psycopg 3's pool: one pool per worker process, connections re-used across requests.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    # Recover at once: with the pool, Django passes this on as psycopg's `check`, so a pooled
+    # connection is checked (one empty round trip) before it is handed out, and one broken by a
+    # database restart is replaced instead of used and failed.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    # Fail fast: a database that does not answer is a 503 within ~2 s, not a queue of waiting
+    # requests (the audit is fail-closed anyway, so waiting longer serves nobody).
+    _options.setdefault("connect_timeout", env.int("SYNAPSE_DB_CONNECT_TIMEOUT", default=2))
+    _options["pool"] = {
         "min_size": env.int("SYNAPSE_DB_POOL_MIN", default=2),
         "max_size": env.int("SYNAPSE_DB_POOL_MAX", default=20),
-        "timeout": env.float("SYNAPSE_DB_POOL_TIMEOUT", default=10.0),
+        "timeout": env.float("SYNAPSE_DB_POOL_TIMEOUT", default=1.5),
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout let the quick start's two workers share the file.
