@@ -28,6 +28,7 @@ from django.urls import set_script_prefix, set_urlconf
 from . import shutdown
 from .errors import GatewayError, body_timeout, payload_too_large
 from .middleware import request_id_middleware
+from .views import allowed_hosts_only
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -36,7 +37,8 @@ class ApiASGIHandler(ASGIHandler):
         self._template_response_middleware = []
         self._exception_middleware = []
         handler = convert_exception_to_response(self._get_response_async if is_async else self._get_response)
-        self._middleware_chain = convert_exception_to_response(request_id_middleware(handler))
+        checked = allowed_hosts_only(handler) if is_async else handler
+        self._middleware_chain = convert_exception_to_response(request_id_middleware(checked))
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         set_urlconf(settings.ROOT_URLCONF)

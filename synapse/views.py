@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from adrf.views import APIView
+from asgiref.sync import markcoroutinefunction
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 from rest_framework.request import Request
 
 from . import pipeline
 from .context import RequestContext
-from .errors import GatewayError, method_not_allowed, not_found, payload_too_large
+from .errors import GatewayError, bad_host, method_not_allowed, not_found, payload_too_large
 from .schemas import parse_json_object
 from .wire import Wire
 from .wire.chat import ChatWire
@@ -40,6 +43,29 @@ def _context(request: HttpRequest, endpoint: str) -> RequestContext:
         user_agent=meta.get("HTTP_USER_AGENT", ""),
         received_at=timezone.now(),
     )
+
+
+def allowed_hosts_only(
+    get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+) -> Callable[[HttpRequest], Awaitable[HttpResponseBase]]:
+    """ALLOWED_HOSTS for /v1 and /mcp: Django checks it in CommonMiddleware, which the lean
+    handler leaves out. A foreign Host (DNS rebinding, a misrouted proxy) is refused, audited."""
+
+    async def middleware(request: HttpRequest) -> HttpResponseBase:
+        try:
+            request.get_host()
+        except DisallowedHost:
+            host = str(request.META.get("HTTP_HOST") or request.META.get("SERVER_NAME") or "")
+            return await pipeline.refuse(_context(request, "unknown"), bad_host(host[:200]), wire_for_path(request.path))
+        return await get_response(request)
+
+    markcoroutinefunction(middleware)
+    return middleware
+
+
+def request_client_ip(request: HttpRequest) -> str:
+    """The caller's address for django-axes (console logins), as the audit rows see it."""
+    return client_ip(request.META)
 
 
 def client_ip(meta: dict[str, Any]) -> str:

@@ -207,3 +207,20 @@ def test_a_300_mb_upload_is_refused_after_at_most_the_limit(
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     row = AuditEvent.objects.get(event_type="request")
     assert (row.status, row.error_code, row.key_id) == (413, "request_too_large", sensitive_key.api_key.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", DOORS)
+def test_a_host_off_allowed_hosts_is_a_400_in_the_doors_shape_and_audited(sensitive_key: IssuedKey, path: str) -> None:
+    # Before: the lean /v1 handler skipped Django's host check and served any Host.
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=ApiASGIHandler())
+        async with httpx.AsyncClient(transport=transport, base_url="http://evil.example") as client:
+            body = {"model": "mock-small", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+            return await client.post(path, json=body, headers={"authorization": f"Bearer {sensitive_key.plaintext}"})
+
+    response = async_to_sync(send)()
+    assert response.status_code == 400
+    assert DOORS[path](response.json()) == ("invalid_host" if not path.endswith("messages") else "invalid_request_error")
+    row = only_row()
+    assert (row.status, row.error_code, row.decision) == (400, "invalid_host", "invalid_request")
