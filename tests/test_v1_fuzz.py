@@ -72,7 +72,7 @@ def test_no_body_makes_a_500_and_every_error_has_openais_shape(sensitive_key: Is
     failures: list[tuple[int, str, dict[str, Any]]] = []
 
     async def send() -> None:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://gateway") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://127.0.0.1") as client:
             for _ in range(800):
                 path = r.choice(["/v1/chat/completions", "/v1/chat/completions", "/v1/embeddings"])
                 sent = body(r, embeddings=path.endswith("embeddings"))
