@@ -93,6 +93,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "max_size": env.int("SYNAPSE_DB_POOL_MAX", default=20),
         "timeout": env.float("SYNAPSE_DB_POOL_TIMEOUT", default=1.5),
     }
+    # Two roles (synapse/db_roles.py): migrations run as the tables' owner, requests as
+    # DATABASE_URL's role, which each `migrate_locked` grants rows but no way around the triggers.
+    if _admin_url := env.str("DATABASE_ADMIN_URL", default=""):
+        DATABASES["admin"] = {**env.db_url_config(_admin_url), "TEST": {"MIRROR": "default"}}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout let the quick start's two workers share the file.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
