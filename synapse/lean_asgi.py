@@ -4,10 +4,11 @@ The one module that relies on Django's private handler internals: `load_middlewa
 `_middleware_chain` (and the three `_*_middleware` lists) itself around `_get_response_async`,
 `get_response_async` appends to `response._resource_closers`, and `_handle_lean` is a copy of
 `ASGIHandler.handle` without the `request_started` / `request_finished` signals (each a thread
-hop on an async request) and with `_read_bounded` in place of `read_body` (which spools any size
-to a temporary file before a view can refuse it). `synapse/tests/test_lean_asgi.py` checks every member used here and
-fingerprints `ASGIHandler.handle`, so a Django upgrade that changes them fails there, by name:
-compare the new `handle` with `_handle_lean`, then update the fingerprint.
+hop on an async request) and with `_read_bounded` in place of `read_body` (which spools a body of
+any size to a temporary file before a view can refuse it). `synapse/tests/test_lean_asgi.py`
+checks every member used here and fingerprints `ASGIHandler.handle`, so a Django upgrade that
+changes them fails there, by name: compare the new `handle` with `_handle_lean`, then update the
+fingerprint.
 """
 
 from __future__ import annotations
