@@ -17,11 +17,11 @@ def request_record(ctx: RequestContext) -> RequestRecord:
         request_id=ctx.request_id,
         occurred_at=ctx.received_at,
         endpoint=ctx.endpoint,
-        model=ctx.model_requested,
+        model=_storable(ctx.model_requested),
         status=ctx.status,
         decision=ctx.decision,
         error_code=ctx.error_code or "",
-        error_message=ctx.error_message,
+        error_message=_storable(ctx.error_message),
         method=ctx.method,
         path=ctx.path,
         stream=ctx.stream,
@@ -49,3 +49,9 @@ def request_record(ctx: RequestContext) -> RequestRecord:
         prompt=prompt_text(ctx.body),
         response="".join(ctx.response_text),
     )
+
+
+def _storable(text: str) -> str:
+    # Caller-chosen text (a model name, a tool name quoted in a refusal) may hold a NUL, which
+    # PostgreSQL's text cannot store: the row must still be written, so it is shown, not kept.
+    return text.replace("\x00", "\\x00")

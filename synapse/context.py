@@ -91,6 +91,7 @@ class RequestContext:
     reservation: Reservation | None = None  # rate / token / budget holds, settled before the audit row
     monitored: list[GatewayError] = field(default_factory=list)  # refusals monitor mode let through
     audited: bool = False  # the request's one audit row is written; set by the pipeline only
+    database_unreachable: bool = False  # the first hop could not connect: the audit write is not tried
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -7,8 +7,16 @@ from typing import ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connection
+from psycopg_pool.base import AttemptWithBackoff
 
 from .otel import stage_span
+
+# psycopg's pool retries a lost database after 1 s, doubling each time: after a minute's outage
+# the next try can be half a minute away, and every request until then fails. Retry every half
+# second instead (a refused connect costs nothing), so the first request after recovery — which
+# waits up to SYNAPSE_DB_POOL_TIMEOUT for a connection — finds one.
+AttemptWithBackoff.INITIAL_DELAY = 0.5
+AttemptWithBackoff.DELAY_BACKOFF = 1.0
 
 P = ParamSpec("P")
 T = TypeVar("T")

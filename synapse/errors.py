@@ -141,6 +141,26 @@ def payload_too_large(limit: int) -> GatewayError:
     )
 
 
+def body_timeout(seconds: float) -> GatewayError:
+    return GatewayError(
+        status=408,
+        message=f"The request body did not arrive within {seconds:g} seconds.",
+        type="invalid_request_error",
+        code="request_timeout",
+        decision=Decision.INVALID_REQUEST,
+    )
+
+
+def bad_host(host: str) -> GatewayError:
+    return GatewayError(
+        status=400,
+        message=f"The Host header {host!r} is not one this gateway serves (ALLOWED_HOSTS).",
+        type="invalid_request_error",
+        code="invalid_host",
+        decision=Decision.INVALID_REQUEST,
+    )
+
+
 def not_found(path: str) -> GatewayError:
     return GatewayError(
         status=404,
@@ -183,6 +203,19 @@ def rate_limited(message: str, *, kind: BreachKind, retry_after: int, code: str 
         code=code,
         decision=Decision.BLOCKED_LIMIT,
         headers={"retry-after": str(max(1, retry_after))},
+    )
+
+
+def upstream_over_reservation(produced: int, cap: int) -> GatewayError:
+    # The upstream was told to stop at `cap` (the tokens the limits held) and did not: a
+    # provider fault, refused so that no budget or token limit is overrun through it.
+    return GatewayError(
+        status=502,
+        message=f"The backend produced {produced} completion tokens, more than the {cap} it was told to stop at; "
+        "the answer was withheld.",
+        type="api_error",
+        code="upstream_over_reservation",
+        decision=Decision.UPSTREAM_ERROR,
     )
 
 

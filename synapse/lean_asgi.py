@@ -4,15 +4,18 @@ The one module that relies on Django's private handler internals: `load_middlewa
 `_middleware_chain` (and the three `_*_middleware` lists) itself around `_get_response_async`,
 `get_response_async` appends to `response._resource_closers`, and `_handle_lean` is a copy of
 `ASGIHandler.handle` without the `request_started` / `request_finished` signals (each a thread
-hop on an async request). `synapse/tests/test_lean_asgi.py` checks every member used here and
-fingerprints `ASGIHandler.handle`, so a Django upgrade that changes them fails there, by name:
-compare the new `handle` with `_handle_lean`, then update the fingerprint.
+hop on an async request) and with `_read_bounded` in place of `read_body` (which spools a body of
+any size to a temporary file before a view can refuse it). `synapse/tests/test_lean_asgi.py`
+checks every member used here and fingerprints `ASGIHandler.handle`, so a Django upgrade that
+changes them fails there, by name: compare the new `handle` with `_handle_lean`, then update the
+fingerprint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -25,7 +28,9 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import set_script_prefix, set_urlconf
 
 from . import shutdown
+from .errors import GatewayError, body_timeout, payload_too_large
 from .middleware import request_id_middleware
+from .views import allowed_hosts_only
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -38,10 +43,11 @@ class ApiASGIHandler(ASGIHandler):
         self._exception_middleware: list[Callable[..., Any]] = []
         private = self._get_response_async if is_async else self._get_response  # type: ignore[attr-defined]  # private Django API
         handler = convert_exception_to_response(private)
-        # ASGIHandler always loads the async chain (is_async=True), which the view awaits.
+        # The async chain is the one ASGIHandler loads (is_async=True): its handler is awaitable.
+        checked = allowed_hosts_only(cast(Callable[[HttpRequest], Awaitable[HttpResponseBase]], handler)) if is_async else handler
         self._middleware_chain = cast(
             Callable[[HttpRequest], Awaitable[HttpResponseBase]],
-            convert_exception_to_response(request_id_middleware(handler)),
+            convert_exception_to_response(request_id_middleware(checked)),
         )
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
@@ -54,10 +60,45 @@ class ApiASGIHandler(ASGIHandler):
         async with ThreadSensitiveContext():
             await self._handle_lean(scope, receive, send)
 
+    async def _read_bounded(self, scope: dict[str, Any], receive: Any) -> tuple[io.BytesIO, GatewayError | None]:
+        """The body, in memory and never past SYNAPSE_MAX_BODY_BYTES: a declared length over the
+        limit is refused before a byte is read, a chunked body as soon as it passes the limit,
+        and a body slower than SYNAPSE_BODY_READ_TIMEOUT is refused when the time is up."""
+        limit, seconds = settings.SYNAPSE["MAX_BODY_BYTES"], settings.SYNAPSE["BODY_READ_TIMEOUT"]
+        body = io.BytesIO()
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.strip().isdigit() and int(declared) > limit:
+            return body, payload_too_large(limit)
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise RequestAborted()
+                    body.write(message.get("body", b""))
+                    if body.tell() > limit:
+                        return io.BytesIO(), payload_too_large(limit)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            return io.BytesIO(), body_timeout(seconds)
+        body.seek(0)
+        return body, None
+
+    async def _refuse_unread(self, request: HttpRequest, refused: GatewayError, send: Any) -> None:
+        """Answer a request whose body was not read to its end (the view audits the refusal),
+        then close the connection instead of reading the rest."""
+        request.synapse_body_error = refused  # type: ignore[attr-defined]
+        with shutdown.inflight():
+            response = await self.run_get_response(request)
+            response["Connection"] = "close"
+            await self.send_response(response, send)
+        response.close()
+
     async def _handle_lean(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Django's `ASGIHandler.handle` without the request signals' thread hops."""
         try:
-            body_file = await self.read_body(receive)
+            body_file, refused = await self._read_bounded(scope, receive)
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
@@ -66,6 +107,10 @@ class ApiASGIHandler(ASGIHandler):
             assert error_response is not None  # create_request returns a request or an error response
             body_file.close()
             await self.send_response(error_response, send)
+            return
+        if refused is not None:
+            await self._refuse_unread(request, refused, send)
+            body_file.close()
             return
 
         state = shutdown.ResponseState(send, scope.get("path", ""))

@@ -24,7 +24,6 @@ Responses are plain `application/json`, which the transport allows for every POS
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -53,6 +52,7 @@ from .context import Attempt, DlpFinding, McpDirection, RequestContext
 from .db import run_db
 from .errors import Decision, GatewayError, dlp_blocked, limit_exceeded, limits_unavailable
 from .observability import audit_observed
+from .schemas import parse_json
 from .views import client_ip
 
 logger = logging.getLogger("synapse.mcp")
@@ -265,6 +265,10 @@ async def _authenticate(token: str) -> KeyScope:
 def _parse(request: HttpRequest) -> dict[str, Any] | RpcError:
     """The JSON-RPC message, or the error to answer with once the caller is authenticated."""
     limit = settings.SYNAPSE["MAX_BODY_BYTES"]
+    refused: GatewayError | None = getattr(request, "synapse_body_error", None)  # lean_asgi's bounded read
+    if refused is not None:
+        code = "payload_too_large" if refused.status == 413 else refused.code or "invalid_request"
+        return RpcError(INVALID_REQUEST, refused.message, code=code, decision=refused.decision, http_status=refused.status)
     raw = request.body
     if len(raw) > limit:
         return RpcError(
@@ -275,11 +279,12 @@ def _parse(request: HttpRequest) -> dict[str, Any] | RpcError:
             http_status=413,
         )
     try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        message = parse_json(raw)
+    except GatewayError as exc:
+        # Not JSON, nested deeper than MAX_JSON_DEPTH, or not Unicode (a lone surrogate escape).
         return RpcError(
             PARSE_ERROR,
-            "Parse error: the body is not valid JSON.",
+            f"Parse error: {exc.message}",
             code="parse_error",
             decision=Decision.INVALID_REQUEST,
             http_status=400,

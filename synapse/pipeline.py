@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, OperationalError
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from audit.services import audit_record_request
@@ -37,7 +37,7 @@ from routing.services import backend_health_settle
 from teams.limits import limits_reserve, limits_settle
 from teams.scope import bind_system_prompt
 from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate
-from teams.tokens import count_chat
+from teams.tokens import count_chat, count_output
 
 from .anomalies import anomalies_observe
 from .audit_record import request_record
@@ -58,6 +58,7 @@ from .errors import (
     service_unavailable,
     undeclared_tool_call,
     upstream_failed,
+    upstream_over_reservation,
 )
 from .observability import audit_observed
 from .schemas import check_fields, first_error, validate_chat, validate_embeddings
@@ -121,9 +122,8 @@ def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
         ctx.enforce(limits_unavailable())
     for breach in reservation.breaches:
         ctx.enforce(limit_exceeded(breach))
-    if reservation.clamp is not None:
-        parameter, value = reservation.clamp
-        upstream[parameter] = value
+    # The upstream is told to stop where the reservation does (teams.limits._completion_cap).
+    upstream.update(reservation.clamps)
 
 
 async def _authorise(ctx: RequestContext, raw_key: str, model: str) -> None:
@@ -131,6 +131,9 @@ async def _authorise(ctx: RequestContext, raw_key: str, model: str) -> None:
         ctx.key, ctx.route = await run_db(_load_scope, raw_key, model, ctx)
     except DatabaseError as exc:
         logger.error("database unavailable before the upstream call: %s", exc)
+        # A connection that could not be had in the pool's timeout will not be had a moment
+        # later for the audit row either: answer the 503 now rather than wait twice.
+        ctx.database_unreachable = isinstance(exc, OperationalError)
         raise service_unavailable("reach its audit database") from exc
     if ctx.key is None:
         raise authentication_failed()
@@ -231,6 +234,9 @@ def _settle(ctx: RequestContext) -> list[Any]:
 
 async def _audit(ctx: RequestContext, *, disconnected: bool = False) -> bool:
     """Write the row; False if it could not be written (the caller must not serve content)."""
+    if ctx.database_unreachable:
+        logger.error("audit row of %s not written: the database is unreachable", ctx.request_id)
+        return False
     try:
         await run_db(_record, ctx, disconnected)
     except Exception:
@@ -373,7 +379,8 @@ def _validated(
 async def _admit(ctx: RequestContext, raw_key: str, body: Body | GatewayError, canonical: Canonical, validator: Any) -> Route:
     """Every door's front half: parse, authenticate, scope the model. Returns the route."""
     model, error = _validated(ctx, body, canonical, validator)
-    await _authorise(ctx, raw_key, model)
+    # An invalid body looks nothing up by its model (a NUL in it is not a database outage).
+    await _authorise(ctx, raw_key, model if error is None else "")
     if error is not None:
         raise error
     route = _check_route(ctx, model)
@@ -391,8 +398,22 @@ async def _call(ctx: RequestContext, call: Callable[[Dispatcher, Body], Awaitabl
     except UpstreamError as exc:
         raise _upstream_error(ctx, exc) from exc
     _record_usage(ctx, result.get("usage"))
+    # Charged as reported (the provider bills it), but not served: the cap was sent.
+    if (cap := _held_completion(ctx)) is not None and (ctx.completion_tokens or 0) > cap:
+        raise upstream_over_reservation(ctx.completion_tokens or 0, cap)
     result["model"] = ctx.model_requested
     return result
+
+
+def _held_completion(ctx: RequestContext) -> int | None:
+    """The completion tokens the limits held and the upstream was told to stop at, when a
+    limit depends on it (a token or budget hold, or the key's max_tokens ceiling)."""
+    reservation = ctx.reservation
+    if reservation is None or ctx.key is None:
+        return None
+    if reservation.token_holds or reservation.spend_holds or ctx.key.max_tokens is not None:
+        return reservation.completion_cap
+    return None
 
 
 async def _served(ctx: RequestContext, answer: dict[str, Any]) -> HttpResponseBase:
@@ -497,6 +518,19 @@ async def _start_stream(
     return response
 
 
+def _delta_texts(chunk: dict[str, Any]) -> list[str]:
+    texts = []
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if isinstance(delta.get("content"), str):
+            texts.append(delta["content"])
+        for call in delta.get("tool_calls") or []:
+            arguments = (call.get("function") or {}).get("arguments") if isinstance(call, dict) else None
+            if isinstance(arguments, str):
+                texts.append(arguments)
+    return texts
+
+
 async def _relay(
     ctx: RequestContext, chunks: AsyncGenerator[dict[str, Any], None], first: dict[str, Any] | None, encoder: StreamEncoder
 ) -> AsyncIterator[bytes]:
@@ -504,11 +538,25 @@ async def _relay(
     # Output DLP: each choice's text and each tool call's arguments pass a hold-back window.
     guard = ctx.dlp.stream(settings.SYNAPSE["DLP_STREAM_WINDOW"]) if ctx.dlp is not None else None
     last: dict[str, Any] = {}
+    held = _held_completion(ctx)
+    # Deltas are counted one by one, which can split differently from the whole answer: the
+    # slack keeps a compliant upstream's last tokens from being cut.
+    allowed, streamed = (held + held // 4 + 16 if held is not None else None), 0
     try:
         chunk = first
         while chunk is not None:
             if chunk.get("usage"):
                 _record_usage(ctx, chunk["usage"])
+                if held is not None and (ctx.completion_tokens or 0) > held:
+                    failed = upstream_over_reservation(ctx.completion_tokens or 0, held)
+                    break
+            if allowed is not None and ctx.route is not None:
+                streamed += sum(count_output(text, model=ctx.route.upstream_model) for text in _delta_texts(chunk))
+                if streamed > allowed:
+                    # The upstream ignored the cap it was sent: cut here, audited, rather than
+                    # let it spend past what the limits held.
+                    failed = upstream_over_reservation(streamed, held or 0)
+                    break
             if ctx.callable_tools is not None and (
                 name := undeclared_call(chunk.get("choices"), ctx.callable_tools, streamed=True)
             ):

@@ -7,7 +7,9 @@ once the route is known, since a backend may allow some extra fields by name.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,16 +21,56 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 
 
-def parse_json(raw: bytes) -> dict[str, Any]:
+# Deeper than any real request (tool schemas included); bounds every recursive walk after the
+# parse (DLP, hashing, the upstream's encoder) far below Python's recursion limit.
+MAX_JSON_DEPTH = 64
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+# A \uD800-\uDFFF escape: a pair is one valid character, a lone one cannot be stored or sent.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Any JSON value from a request body, refused with a 400 when it is not JSON, nests deeper
+    than MAX_JSON_DEPTH, or holds a lone surrogate (not Unicode: no database or upstream takes it)."""
     if not raw:
         raise invalid_request("The request body is empty; send a JSON object.", code="invalid_json")
     try:
         body = json.loads(raw)
+    except RecursionError as exc:
+        raise _too_deep() from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_request(f"The request body is not valid JSON: {exc}", code="invalid_json") from exc
+    if _depth(raw) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            raise invalid_request(
+                "The request body holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff), which is not Unicode.",
+                code="invalid_unicode",
+            ) from exc
+    return body
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise invalid_request("The request body must be a JSON object.", code="invalid_json")
     return body
+
+
+def _depth(raw: bytes) -> int:
+    """The deepest nesting of valid JSON `raw`, counted in C-speed passes (strings removed first)."""
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def _too_deep() -> GatewayError:
+    return invalid_request(f"The request body nests deeper than {MAX_JSON_DEPTH} levels.", code="json_too_deep")
 
 
 def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
@@ -55,6 +97,9 @@ def _model(body: dict[str, Any]) -> str:
             param="model",
             code="missing_required_parameter" if model is None else "invalid_type",
         )
+    if _CONTROL.search(model):
+        # NUL and other control characters name no model; PostgreSQL cannot even store a NUL.
+        raise invalid_request("'model' must not contain control characters.", param="model")
     return model
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "dlp",
     "audit",
     "alerts",
+    "axes",  # console login throttling (django-axes)
 ]
 
 # Every middleware here is async-capable: one sync-only middleware would push every
@@ -52,6 +54,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: answers a locked-out login with its 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "synapse.urls"
@@ -76,11 +80,23 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # psycopg 3's pool: one pool per worker process, connections re-used across requests.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    # Recover at once: with the pool, Django passes this on as psycopg's `check`, so a pooled
+    # connection is checked (one empty round trip) before it is handed out, and one broken by a
+    # database restart is replaced instead of used and failed.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    # Fail fast: a database that does not answer is a 503 within ~2 s, not a queue of waiting
+    # requests (the audit is fail-closed anyway, so waiting longer serves nobody).
+    _options.setdefault("connect_timeout", env.int("SYNAPSE_DB_CONNECT_TIMEOUT", default=2))
+    _options["pool"] = {
         "min_size": env.int("SYNAPSE_DB_POOL_MIN", default=2),
         "max_size": env.int("SYNAPSE_DB_POOL_MAX", default=20),
-        "timeout": env.float("SYNAPSE_DB_POOL_TIMEOUT", default=10.0),
+        "timeout": env.float("SYNAPSE_DB_POOL_TIMEOUT", default=1.5),
     }
+    # Two roles (synapse/db_roles.py): migrations run as the tables' owner, requests as
+    # DATABASE_URL's role, which each `migrate_locked` grants rows but no way around the triggers.
+    if _admin_url := env.str("DATABASE_ADMIN_URL", default=""):
+        DATABASES["admin"] = {**env.db_url_config(_admin_url), "TEST": {"MIRROR": "default"}}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL + a busy timeout let the quick start's two workers share the file.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -90,6 +106,41 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+
+# Console login throttling (django-axes): a username is locked out from one address after
+# SYNAPSE_LOGIN_FAILURE_LIMIT wrong passwords in a row, for SYNAPSE_LOGIN_COOLOFF_MINUTES,
+# even if the right password then follows. Per username + address, so a stranger cannot lock
+# the administrators out from elsewhere.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("SYNAPSE_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("SYNAPSE_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The same client address the audit rows use (SYNAPSE_TRUSTED_PROXIES decides which
+# X-Forwarded-For entry is believed).
+AXES_CLIENT_IP_CALLABLE = "synapse.views.request_client_ip"
+
+# Behind a TLS-terminating proxy (the production path): SYNAPSE_SECURE_PROXY_SSL_HEADER names
+# the header the proxy sets and its HTTPS value ("X-Forwarded-Proto=https"). Set, the console's
+# cookies are Secure, plain HTTP is redirected and HSTS is sent, unless turned off one by one.
+_tls_header = env.str("SYNAPSE_SECURE_PROXY_SSL_HEADER", default="")
+if _tls_header:
+    _name, _, _value = _tls_header.partition("=")
+    if not _name.strip() or not _value.strip():
+        raise ImproperlyConfigured("SYNAPSE_SECURE_PROXY_SSL_HEADER is written '<header>=<value>', e.g. X-Forwarded-Proto=https")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _name.strip().upper().replace("-", "_"), _value.strip())
+_behind_tls = bool(_tls_header)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SYNAPSE_SECURE_COOKIES", default=_behind_tls)
+SECURE_SSL_REDIRECT = env.bool("SYNAPSE_SSL_REDIRECT", default=_behind_tls)
+SECURE_HSTS_SECONDS = env.int("SYNAPSE_HSTS_SECONDS", default=31_536_000 if _behind_tls else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SYNAPSE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SYNAPSE_HSTS_PRELOAD", default=False)
+# Preloading is a commitment of the whole domain to browsers' HSTS lists: the domain's owner
+# opts in with SYNAPSE_HSTS_PRELOAD=1; its absence is not a misconfiguration of the gateway.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -120,6 +171,8 @@ REST_FRAMEWORK = {
 SYNAPSE = {
     "UPSTREAM_TIMEOUT": env.float("SYNAPSE_UPSTREAM_TIMEOUT", default=120.0),
     "MAX_BODY_BYTES": env.int("SYNAPSE_MAX_BODY_BYTES", default=8 * 1024 * 1024),
+    # Seconds a /v1 or /mcp request body may take to arrive; a slower one is refused with a 408.
+    "BODY_READ_TIMEOUT": env.float("SYNAPSE_BODY_READ_TIMEOUT", default=30.0),
     # Circuit breaker: consecutive failures that take a backend out, and for how many seconds.
     "CIRCUIT_FAILURES": env.int("SYNAPSE_CIRCUIT_FAILURES", default=5),
     "CIRCUIT_COOLDOWN": env.float("SYNAPSE_CIRCUIT_COOLDOWN", default=30.0),

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from adrf.views import APIView
+from asgiref.sync import markcoroutinefunction
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 from rest_framework.request import Request
 
 from . import pipeline
 from .context import RequestContext
-from .errors import GatewayError, method_not_allowed, not_found, payload_too_large
-from .schemas import parse_json
+from .errors import GatewayError, bad_host, method_not_allowed, not_found, payload_too_large
+from .schemas import parse_json_object
 from .wire import Wire
 from .wire.chat import ChatWire
 from .wire.messages import MessagesWire
@@ -42,6 +45,29 @@ def _context(request: HttpRequest, endpoint: str) -> RequestContext:
     )
 
 
+def allowed_hosts_only(
+    get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]],
+) -> Callable[[HttpRequest], Awaitable[HttpResponseBase]]:
+    """ALLOWED_HOSTS for /v1 and /mcp: Django checks it in CommonMiddleware, which the lean
+    handler leaves out. A foreign Host (DNS rebinding, a misrouted proxy) is refused, audited."""
+
+    async def middleware(request: HttpRequest) -> HttpResponseBase:
+        try:
+            request.get_host()
+        except DisallowedHost:
+            host = str(request.META.get("HTTP_HOST") or request.META.get("SERVER_NAME") or "")
+            return await pipeline.refuse(_context(request, "unknown"), bad_host(host[:200]), wire_for_path(request.path))
+        return await get_response(request)
+
+    markcoroutinefunction(middleware)
+    return middleware
+
+
+def request_client_ip(request: HttpRequest) -> str:
+    """The caller's address for django-axes (console logins), as the audit rows see it."""
+    return client_ip(request.META)
+
+
 def client_ip(meta: dict[str, Any]) -> str:
     """The caller's address. Behind N trusted reverse proxies (SYNAPSE_TRUSTED_PROXIES) it is
     the N-th X-Forwarded-For entry from the right: entries further left are whatever the
@@ -63,7 +89,11 @@ def _api_key(request: HttpRequest) -> str:
 
 
 def _read_body(request: HttpRequest) -> dict[str, Any] | GatewayError:
-    """The parsed JSON body, or the error to answer with (413 before reading an oversized body)."""
+    """The parsed JSON body, or the error to answer with. The lean handler bounds the read
+    itself (size while reading, time) and leaves its refusal on the request."""
+    refused: GatewayError | None = getattr(request, "synapse_body_error", None)
+    if refused is not None:
+        return refused
     limit = settings.SYNAPSE["MAX_BODY_BYTES"]
     try:
         declared = int(request.headers.get("content-length") or 0)
@@ -75,7 +105,7 @@ def _read_body(request: HttpRequest) -> dict[str, Any] | GatewayError:
     if len(raw) > limit:
         return payload_too_large(limit)
     try:
-        return parse_json(raw)
+        return parse_json_object(raw)
     except GatewayError as exc:
         return exc
 

@@ -114,7 +114,7 @@ class Reservation:
 
     prompt: TokenCount | None = None
     completion_cap: int = 0
-    clamp: tuple[str, int] | None = None  # (parameter, value) to send upstream instead of the client's
+    clamps: dict[str, int] = field(default_factory=dict)  # output caps to send upstream instead of the client's
     token_holds: list[Hold] = field(default_factory=list)
     spend_holds: list[Hold] = field(default_factory=list)
     requests: Window | None = None
@@ -207,17 +207,29 @@ def _caps(
         )
 
 
+OUTPUT_CAPS = ("max_tokens", "max_completion_tokens")  # chat's two names for one output cap
+
+
 def _completion_cap(reservation: Reservation, *, scope: KeyScope, body: dict[str, Any]) -> int:
-    """The most completion tokens this request can produce, clamping it to the key's ceiling."""
-    param = "max_completion_tokens" if _positive(body.get("max_completion_tokens")) else "max_tokens"
-    requested = _positive(body.get(param))
+    """The most completion tokens this request can produce, and what the upstream is told.
+
+    The upstream's output cap must be what is held, or the hold means nothing: the key's
+    ceiling clamps every cap the client sent (both names, when both are), and whenever a token
+    or budget limit counts this request a cap is sent even if the client set none.
+    """
+    sent = {name: value for name in OUTPUT_CAPS if (value := _positive(body.get(name))) is not None}
+    requested = max(sent.values(), default=None)
     ceiling = scope.max_tokens
     if ceiling is not None and (requested is None or requested > ceiling):
         # Clamp rather than refuse: clients send generous defaults, and a shorter answer
         # within the approved ceiling is what the approver agreed to.
-        reservation.clamp = (param, ceiling)
         requested = ceiling
     cap = requested if requested is not None else settings.SYNAPSE["DEFAULT_COMPLETION_RESERVE"]
+    counted = any((scope.tpm, scope.team_tpm, scope.budget is not None, scope.team_budget is not None))
+    if ceiling is not None or counted:
+        reservation.clamps = {name: min(value, cap) for name, value in sent.items() if value > cap} or (
+            {} if sent else {"max_tokens": cap}
+        )
     choices = _positive(body.get("n")) or 1
     return cap * choices
 

@@ -99,6 +99,14 @@ def _text_tokens(texts: list[str], model: str) -> TokenCount:
     return TokenCount(math.ceil(raw * ESTIMATE_FACTOR), False, "cl100k_base")
 
 
+def count_output(text: str, *, model: str) -> int:
+    """Tokens of a piece of streamed answer, unpadded: a stream is cut on this count, so an
+    estimate must not run ahead of what a compliant upstream really produced."""
+    name = encoding_name_for(model)
+    found = (encoding(name) if name else None) or encoding("cl100k_base")
+    return len(found.encode_ordinary(text)) if found is not None else math.ceil(len(text.encode()) / 4)
+
+
 def count_chat(messages: Any, *, model: str, tools: Any = None) -> TokenCount:
     """Prompt tokens of a chat request as the backend will see it (bound system prompt included)."""
     texts: list[str] = []

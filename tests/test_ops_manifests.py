@@ -82,5 +82,7 @@ def test_the_example_overlay_pins_an_image_and_a_namespace() -> None:
 
 
 def test_the_secret_example_holds_no_values() -> None:
-    example = yaml.safe_load((Path(ROOT) / "deploy/k8s/base/secret.example.yaml").read_text())
-    assert example["stringData"] and all(value == "" for value in example["stringData"].values())
+    examples = list(yaml.safe_load_all((Path(ROOT) / "deploy/k8s/base/secret.example.yaml").read_text()))
+    assert [e["metadata"]["name"] for e in examples] == ["synapse-secrets", "synapse-migrate-secrets"]
+    for example in examples:
+        assert example["stringData"] and all(value == "" for value in example["stringData"].values())

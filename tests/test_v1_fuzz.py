@@ -73,7 +73,7 @@ def test_no_body_makes_a_500_and_every_error_has_openais_shape(sensitive_key: Is
 
     async def send() -> None:
         transport = httpx.ASGITransport(app=application)  # type: ignore[arg-type]  # Django types the scope dict, httpx MutableMapping
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             for _ in range(800):
                 path = r.choice(["/v1/chat/completions", "/v1/chat/completions", "/v1/embeddings"])
                 sent = body(r, embeddings=path.endswith("embeddings"))

@@ -65,11 +65,29 @@ def test_it_estimates_conservatively_for_other_models(team: Team, routing: None)
 
 def test_it_clamps_max_tokens_to_the_keys_ceiling(team: Team, routing: None) -> None:
     scope = _key(team, max_tokens=50)
-    assert _reserve(scope, _chat(max_tokens=4000)).clamp == ("max_tokens", 50)
-    assert _reserve(scope, _chat(max_completion_tokens=4000)).clamp == ("max_completion_tokens", 50)
-    assert _reserve(scope, _chat()).clamp == ("max_tokens", 50)  # unset: the ceiling is sent
+    assert _reserve(scope, _chat(max_tokens=4000)).clamps == {"max_tokens": 50}
+    assert _reserve(scope, _chat(max_completion_tokens=4000)).clamps == {"max_completion_tokens": 50}
+    assert _reserve(scope, _chat()).clamps == {"max_tokens": 50}  # unset: the ceiling is sent
     within = _reserve(scope, _chat(max_tokens=20))
-    assert within.clamp is None and within.completion_cap == 20
+    assert within.clamps == {} and within.completion_cap == 20
+
+
+def test_it_clamps_both_output_caps_when_both_are_sent(team: Team, routing: None) -> None:
+    # Before: only max_completion_tokens was clamped, and max_tokens=4000 went upstream as sent.
+    scope = _key(team, max_tokens=50)
+    both = _reserve(scope, _chat(max_tokens=4000, max_completion_tokens=4000))
+    assert both.clamps == {"max_tokens": 50, "max_completion_tokens": 50} and both.completion_cap == 50
+    mixed = _reserve(scope, _chat(max_tokens=10, max_completion_tokens=4000))
+    assert mixed.clamps == {"max_completion_tokens": 50} and mixed.completion_cap == 50
+
+
+def test_a_budget_or_tpm_sends_the_reserved_cap_upstream(team: Team, routing: None, settings: Any) -> None:
+    # Before: 1,024 tokens were held but the upstream was not told, and answered 3,000.
+    settings.SYNAPSE = {**settings.SYNAPSE, "DEFAULT_COMPLETION_RESERVE": 300}
+    for limits in ({"budget": Decimal("5")}, {"tpm": 100_000}):
+        reservation = _reserve(_key(team, **limits), _chat())
+        assert reservation.clamps == {"max_tokens": 300} and reservation.completion_cap == 300
+    assert _reserve(_key(team), _chat()).clamps == {}  # nothing counts tokens: nothing to hold to
 
 
 def test_it_refuses_too_many_messages_and_too_long_prompts(team: Team, routing: None) -> None:

@@ -12,7 +12,9 @@ from typing import Any
 import psycopg
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
+
+from synapse.db_roles import migrate_as_owner
 
 # Arbitrary but fixed: every Synapse process agrees on it ("synapse migrate" as a 63-bit int).
 MIGRATE_LOCK_ID = 0x73796E6D6967
@@ -37,13 +39,18 @@ class Command(BaseCommand):
     help = "Apply migrations under a PostgreSQL advisory lock; safe to run from several processes at once."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias to migrate.")
+        parser.add_argument(
+            "--database",
+            default=None,
+            help="Database alias to migrate (default: the database, as the owner role of DATABASE_ADMIN_URL when set).",
+        )
         parser.add_argument(
             "--lock-timeout", type=float, default=600.0, help="Seconds to wait for another process's migration to finish."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        alias = options["database"]
+        # With two roles the owner migrates, and its post_migrate grants the serving role.
+        alias = options["database"] or migrate_as_owner()
         verbosity = options["verbosity"]
         connection = connections[alias]
         if connection.vendor != "postgresql":
