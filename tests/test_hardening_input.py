@@ -87,8 +87,8 @@ def test_a_nul_in_model_is_a_400_not_a_database_outage(sensitive_key: IssuedKey)
 
 @pytest.mark.django_db(transaction=True)
 def test_depth_64_is_served(sensitive_key: IssuedKey) -> None:
-    nested = "[" * 61 + "]" * 61  # body object, messages array, message object: 64 in all
-    raw = b'{"model": "mock-small", "messages": [{"role": "user", "content": "hi", "x": ' + nested.encode() + b"}]}"
+    nested = "[" * 62 + "]" * 62  # body object, metadata object: 64 in all
+    raw = b'{"model": "mock-small", "messages": [{"role": "user", "content": "hi"}], "metadata": {"x": ' + nested.encode() + b"}}"
     assert lean("/v1/chat/completions", raw, sensitive_key.plaintext).status_code == 200
 
 
