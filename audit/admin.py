@@ -146,3 +146,5 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
+
+from . import access_admin  # noqa: E402,F401  (registers the audited user and group pages)

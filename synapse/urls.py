@@ -24,3 +24,4 @@ urlpatterns = [
 
 handler404 = "synapse.errors_views.not_found"
 handler500 = "synapse.errors_views.server_error"
+handler403 = "synapse.errors_views.permission_denied"

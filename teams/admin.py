@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -15,15 +15,27 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from .charts import bar_chart
-from .forms import IssueKeyForm
+from .forms import IssueKeyForm, RevokeKeyForm, TeamForm
 from .models import ApiKey, Team
 from .periods import period_bounds
-from .services import TEAM_SETTINGS, api_key_issue, api_key_revoke, api_key_set_expiry, team_create, team_update
+from .services import (
+    TEAM_SETTINGS,
+    api_key_issue,
+    api_key_revoke,
+    api_key_set_expiry,
+    team_create,
+    team_delete,
+    team_update,
+)
 from .spend import daily_spend, team_period_spend
+
+# The session slot that carries a just-issued key from the POST to the one reveal that follows it.
+ISSUED_SESSION_KEY = "synapse_issued_key"
 
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
+    form = TeamForm
     list_display = ("name", "display_name", "owner_email", "active_keys", "budget", "issue_key_link", "spend_link", "created_at")
     search_fields = ("name", "display_name", "owner_email")
     readonly_fields = ("created_at",)
@@ -72,6 +84,20 @@ class TeamAdmin(admin.ModelAdmin):
         team_update(team=created, changes=rest, actor=request.user)  # type: ignore[arg-type]
         obj.pk = created.pk
 
+    def response_add(self, request: HttpRequest, obj: Team, post_url_continue: str | None = None) -> HttpResponse:
+        response = super().response_add(request, obj, post_url_continue)
+        if "_addanother" not in request.POST and "_continue" not in request.POST:
+            # The usual next step: a team exists to hold keys.
+            return redirect(reverse("admin:teams_team_issue_key", args=[obj.pk]))
+        return response
+
+    def delete_model(self, request: HttpRequest, obj: Team) -> None:
+        team_delete(team=obj, actor=request.user)  # type: ignore[arg-type]
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
+        for team in queryset:
+            team_delete(team=team, actor=request.user)  # type: ignore[arg-type]
+
     def get_urls(self) -> list[Any]:
         return [
             path(
@@ -85,9 +111,9 @@ class TeamAdmin(admin.ModelAdmin):
 
     def issue_key_view(self, request: HttpRequest, team_id: int) -> HttpResponse:
         if not request.user.has_perm("teams.add_apikey"):
-            return redirect("admin:index")
+            raise PermissionDenied
         team = get_object_or_404(Team, pk=team_id)
-        form = IssueKeyForm(request.POST or None)
+        form = IssueKeyForm(request.POST or None, team=team)
         context = {**self.admin_site.each_context(request), "team": team, "form": form, "title": f"Issue a key for {team}"}
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -115,13 +141,17 @@ class TeamAdmin(admin.ModelAdmin):
                 for field, errors in getattr(exc, "message_dict", {"__all__": exc.messages}).items():
                     form.add_error(field if field in form.fields else None, errors)
             else:
-                # The only time the plaintext exists outside the caller: rendered, never stored.
-                context.update({"issued": issued, "title": "Key issued — copy it now"})
-                return TemplateResponse(request, "admin/teams/key_issued.html", context)
+                # POST-redirect-GET: the plaintext waits in the approver's own session for the one
+                # page view that follows, which removes it. A reload then issues nothing and
+                # shows nothing; the database never holds the plaintext beyond that hop.
+                request.session[ISSUED_SESSION_KEY] = {"key_id": issued.api_key.pk, "plaintext": issued.plaintext}
+                return redirect(reverse("admin:teams_apikey_issued", args=[issued.api_key.pk]))
         return TemplateResponse(request, "admin/teams/issue_key.html", context)
 
     def spend_view(self, request: HttpRequest, team_id: int) -> HttpResponse:
         team = get_object_or_404(Team, pk=team_id)
+        if not self.has_view_permission(request, team):
+            raise PermissionDenied
         spend = team_period_spend(team=team)
         trend = daily_spend(zone=team.zone(), team_id=team.pk)
         chart = bar_chart([(f"{d:%d %b}", v) for d, v in trend], title="Spend per day, last 30 days", unit="$", decimals=2)
@@ -166,11 +196,64 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[Any]:
         return [
             path("<int:key_id>/spend/", self.admin_site.admin_view(self.spend_view), name="teams_apikey_spend"),
+            path("<int:key_id>/issued/", self.admin_site.admin_view(self.issued_view), name="teams_apikey_issued"),
+            path("<int:key_id>/revoke/", self.admin_site.admin_view(self.revoke_view), name="teams_apikey_revoke"),
             *super().get_urls(),
         ]
 
+    def issued_view(self, request: HttpRequest, key_id: int) -> HttpResponse:
+        """The one-time reveal: shows the plaintext if this session just issued this key, else says so."""
+        api_key = get_object_or_404(ApiKey.objects.select_related("team"), pk=key_id)
+        if not self.has_view_permission(request, api_key):
+            raise PermissionDenied
+        pending = request.session.get(ISSUED_SESSION_KEY)
+        plaintext = ""
+        if pending and pending.get("key_id") == api_key.pk:
+            plaintext = pending["plaintext"]
+            del request.session[ISSUED_SESSION_KEY]
+        models = list(api_key.allowed_models.values_list("name", flat=True))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Key issued — copy it now" if plaintext else f"Key '{api_key.name}'",
+            "api_key": api_key,
+            "team": api_key.team,
+            "plaintext": plaintext,
+            "models": models,
+            "base_url": request.build_absolute_uri("/v1"),
+            "opts": self.model._meta,
+        }
+        response = TemplateResponse(request, "admin/teams/key_issued.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def revoke_view(self, request: HttpRequest, key_id: int) -> HttpResponse:
+        """Revoke one key after a confirmation page that asks for the reason (recorded in the audit row)."""
+        api_key = get_object_or_404(ApiKey.objects.select_related("team"), pk=key_id)
+        if not self.has_change_permission(request, api_key):
+            raise PermissionDenied
+        change_url = reverse("admin:teams_apikey_change", args=[api_key.pk])
+        if api_key.revoked_at is not None:
+            self.message_user(request, "This key is already revoked.", messages.INFO)
+            return redirect(change_url)
+        form = RevokeKeyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            api_key_revoke(api_key=api_key, revoked_by=request.user, reason=form.cleaned_data["reason"])  # type: ignore[arg-type]
+            self.message_user(request, f"Key '{api_key.name}' revoked; it is refused from its next request.", messages.SUCCESS)
+            return redirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Revoke key '{api_key.name}'?",
+            "api_key": api_key,
+            "form": form,
+            "opts": self.model._meta,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/teams/revoke_key.html", context)
+
     def spend_view(self, request: HttpRequest, key_id: int) -> HttpResponse:
         api_key = get_object_or_404(ApiKey.objects.select_related("team"), pk=key_id)
+        if not self.has_view_permission(request, api_key):
+            raise PermissionDenied
         team = api_key.team
         start, end = period_bounds(period=team.budget_period, zone=team.zone(), at=timezone.now())
         line = next(line for line in team_period_spend(team=team).keys if line.object_id == api_key.pk)
