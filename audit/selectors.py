@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from .chain import CHAINED_FIELDS, GENESIS, ChainHead, chain_hash, content_digest
 from .hashing import keyed_hash
@@ -110,10 +110,16 @@ def audit_chain_verify(*, checkpoint: ChainHead | None = None, batch_size: int =
 
 
 def audit_event_list(
-    *, since: datetime | None = None, until: datetime | None = None, batch_size: int = 2000
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    batch_size: int = 2000,
+    rows: QuerySet[AuditEvent] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every column of every row with `since <= occurred_at < until`, in chain order, streamed."""
-    rows = AuditEvent.objects.all()
+    """Every column of every row with `since <= occurred_at < until`, in chain order, streamed.
+
+    `rows` narrows it to a filtered queryset (the console's current view)."""
+    rows = (AuditEvent.objects.all() if rows is None else rows).order_by()
     if since is not None:
         rows = rows.filter(occurred_at__gte=since)
     if until is not None:
