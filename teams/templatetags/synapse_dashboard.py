@@ -13,8 +13,9 @@ from teams.spend import daily_activity
 register = template.Library()
 
 
-@register.inclusion_tag("admin/synapse/dashboard.html")
-def synapse_dashboard(days: int = 14) -> dict[str, Any]:
+@register.inclusion_tag("admin/synapse/dashboard.html", takes_context=True)
+def synapse_dashboard(context: dict[str, Any], days: int = 14) -> dict[str, Any]:
+    user = context["request"].user
     activity = daily_activity(zone=timezone.get_current_timezone(), days=days)  # type: ignore[arg-type]
     labels = [f"{row.day:%a %d %b}" for row in activity]
     return {
@@ -39,7 +40,8 @@ def synapse_dashboard(days: int = 14) -> dict[str, Any]:
                 colour="#2b8a3e",
             ),
         ],
-        "open_alerts": _open_alerts(),
+        # Only links the reader may follow: an auditor sees no alert link (alerts are the approver's).
+        "open_alerts": _open_alerts() if user.has_perm("alerts.view_alert") else 0,
     }
 
 
