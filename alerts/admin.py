@@ -81,6 +81,10 @@ class AlertAdmin(admin.ModelAdmin):
         self.message_user(request, "Alert acknowledged.", messages.SUCCESS)
         return redirect(reverse("admin:alerts_alert_change", args=[alert.pk]))
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {**(extra_context or {}), "title": "Select an alert to view or acknowledge"}
+        return super().changelist_view(request, context)
+
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:

@@ -209,3 +209,26 @@ def test_the_server_error_page_is_html_in_the_console_and_json_elsewhere(rf) -> 
 def test_a_key_issued_row_names_its_approver(team: Team, sensitive_key: IssuedKey) -> None:
     row = AuditEvent.objects.get(event_type="key_issued")
     assert row.actor == "alice" and row.approved_by == "alice"
+
+
+def test_the_console_is_branded_with_no_view_site_link_and_an_inline_favicon(console: Client) -> None:
+    html = console.get(reverse("admin:index")).content.decode()
+    assert "Synapse governance console" in html and "Django administration" not in html
+    assert "View site" not in html
+    assert 'rel="icon" href="data:image/svg+xml' in html
+
+
+def test_the_dashboard_shows_totals_top_keys_top_dlp_and_an_issue_key_button(console: Client, sensitive_key: IssuedKey) -> None:
+    from audit.tests.helpers import chat
+
+    chat(sensitive_key.plaintext)
+    chat(sensitive_key.plaintext, content="mail me at jane@example.com")
+    html = console.get(reverse("admin:index")).content.decode()
+    assert 'id="dashboard-issue-key"' in html
+    totals = html[html.index('id="dashboard-totals"') :]
+    assert '<th scope="row">Requests</th><td>2</td>' in totals
+    top_keys = html[html.index('id="dashboard-top-keys"') :]
+    assert "Claims summariser" in top_keys.split("</table>")[0] and "<td>2</td>" in top_keys.split("</table>")[0]
+    top_dlp = html[html.index('id="dashboard-top-dlp"') :].split("</table>")[0]
+    row = AuditEvent.objects.filter(event_type="request").latest("seq")
+    assert row.dlp and row.dlp[0]["category"] in top_dlp
