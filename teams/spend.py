@@ -11,7 +11,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from audit.models import AuditEvent, EventType
+from audit.models import AuditEvent, Decision, EventType
 
 from .models import ApiKey, Team
 from .periods import period_bounds
@@ -22,8 +22,10 @@ class SpendLine:
     name: str
     object_id: int
     spent: Decimal
-    requests: int
+    requests: int  # served (allowed, or let through in monitor mode): usage
     budget: Decimal | None
+    refused: int = 0  # refused or failed: recorded, but not usage
+    revoked: bool = False
 
     @property
     def percent(self) -> float | None:
@@ -42,7 +44,13 @@ def team_period_spend(*, team: Team, at: datetime | None = None) -> PeriodSpend:
     """The team's spend this budget period, and each of its keys'."""
     start, end = period_bounds(period=team.budget_period, zone=team.zone(), at=at or timezone.now())
     rows = AuditEvent.objects.filter(event_type=EventType.REQUEST, team_id=team.pk, occurred_at__gte=start, occurred_at__lt=end)
-    by_key = {row["key_id"]: row for row in rows.values("key_id").annotate(spent=Sum("cost"), requests=Count("id")).order_by()}
+    served = Q(decision=Decision.ALLOWED) | Q(decision__startswith="monitor_")
+    by_key = {
+        row["key_id"]: row
+        for row in rows.values("key_id")
+        .annotate(spent=Sum("cost"), requests=Count("id", filter=served), refused=Count("id", filter=~served))
+        .order_by()
+    }
     keys = [
         SpendLine(
             name=key.name,
@@ -50,6 +58,8 @@ def team_period_spend(*, team: Team, at: datetime | None = None) -> PeriodSpend:
             spent=(by_key.get(key.pk) or {}).get("spent") or Decimal(0),
             requests=(by_key.get(key.pk) or {}).get("requests") or 0,
             budget=key.budget,
+            refused=(by_key.get(key.pk) or {}).get("refused") or 0,
+            revoked=key.revoked_at is not None,
         )
         for key in ApiKey.objects.filter(team=team).order_by("name")
     ]
@@ -59,6 +69,7 @@ def team_period_spend(*, team: Team, at: datetime | None = None) -> PeriodSpend:
         spent=sum((line.spent for line in keys), Decimal(0)),
         requests=sum(line.requests for line in keys),
         budget=team.budget,
+        refused=sum(line.refused for line in keys),
     )
     return PeriodSpend(start=start, end=end, total=total, keys=sorted(keys, key=lambda line: line.spent, reverse=True))
 
