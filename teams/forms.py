@@ -117,6 +117,8 @@ class TeamForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # A declared field does not inherit the model default (Mon–Fri) as its initial value.
+        self.fields["business_days"].initial = Team._meta.get_field("business_days").get_default()
         if "budget" in self.fields:
             self.fields["budget"].widget.attrs["min"] = "0"
 

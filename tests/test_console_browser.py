@@ -8,12 +8,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.db import connection
+from django.test.testcases import LiveServerThread
 
 from audit.access import APPROVER_GROUP, roles_ensure, user_groups_set
 from audit.models import AuditEvent
@@ -29,6 +33,34 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make test installs it)"),
 ]
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+
+
+@pytest.fixture(scope="module")
+def console_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[Server]:
+    """Django's live-server thread (with the admin's static files), stopped when this module ends:
+    pytest-django's session-wide one still holds a connection when the test database is dropped."""
+    with django_db_blocker.unblock():
+        thread = LiveServerThread("localhost", StaticFilesHandler, port=0)
+        thread.daemon = True
+        thread.start()
+        thread.is_ready.wait()
+        if thread.error:
+            raise thread.error
+        yield Server(url=f"http://localhost:{thread.port}")
+        thread.terminate()
+        # The server's request threads are daemons: one still holding a browser's keep-alive
+        # connection keeps its database session open, and the test database could not be dropped.
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
 @pytest.fixture
@@ -51,8 +83,8 @@ def member(group: str, username: str) -> None:
     user_groups_set(user=user, groups=Group.objects.filter(name=group))
 
 
-def log_in(page: Any, live_server: Any, username: str) -> None:
-    page.goto(f"{live_server.url}/admin/login/")
+def log_in(page: Any, console_server: Server, username: str) -> None:
+    page.goto(f"{console_server.url}/admin/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", "a-long-pass-4321")
     page.click("input[type=submit]")
@@ -64,20 +96,20 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
-def test_the_approvers_path(browser: Any, live_server: Any, routing: None) -> None:
+def test_the_approvers_path(browser: Any, console_server: Server, routing: None) -> None:
     member(APPROVER_GROUP, "april")
     page = browser.new_page(viewport={"width": 1280, "height": 800})
-    log_in(page, live_server, "april")
+    log_in(page, console_server, "april")
     shot(page, "dashboard")
 
     # A team, with a time zone typo first: a field error, not a crash.
-    page.goto(f"{live_server.url}/admin/teams/team/add/")
+    page.goto(f"{console_server.url}/admin/teams/team/add/")
     page.fill("#id_name", "claims")
     page.fill("#id_display_name", "Claims")
     page.fill("#id_owner_email", "owner@example.com")
     page.fill("#id_time_zone", "Berlin")
     page.click("input[name=_save]")
-    assert "did you mean Europe/Berlin" in page.content()
+    page.wait_for_selector("text=did you mean Europe/Berlin")
     shot(page, "team-form-error")
     page.fill("#id_time_zone", "Europe/Berlin")
     page.click("input[name=_save]")
@@ -105,7 +137,7 @@ def test_the_approvers_path(browser: Any, live_server: Any, routing: None) -> No
 
     # Revoke from the key's page, with a reason.
     api_key = ApiKey.objects.get(team__name="claims")
-    page.goto(f"{live_server.url}/admin/teams/apikey/{api_key.pk}/change/")
+    page.goto(f"{console_server.url}/admin/teams/apikey/{api_key.pk}/change/")
     page.click("#revoke-key")
     page.fill("#id_reason", "use case retired")
     shot(page, "revoke-key")
@@ -117,25 +149,32 @@ def test_the_approvers_path(browser: Any, live_server: Any, routing: None) -> No
     assert Team.objects.filter(name="claims", time_zone="Europe/Berlin").exists()
 
 
-def test_the_auditors_path(browser: Any, live_server: Any, sensitive_key: IssuedKey) -> None:
+@pytest.fixture
+def traffic(sensitive_key: IssuedKey) -> IssuedKey:
+    """Two requests through the gateway, made before the browser's event loop starts."""
     from audit.tests.helpers import chat
 
     chat(sensitive_key.plaintext, model="gpt-4o-mini")  # refused: not on the key's allowlist
     chat(sensitive_key.plaintext, content="mail me at jane@example.com")
+    return sensitive_key
+
+
+def test_the_auditors_path(traffic: IssuedKey, browser: Any, console_server: Server) -> None:
+    sensitive_key = traffic
     refused = AuditEvent.objects.get(event_type="request", decision="blocked_scope")
     member(AUDITOR_GROUP, "audrey")
     page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    log_in(page, live_server, "audrey")
+    log_in(page, console_server, "audrey")
 
-    page.goto(f"{live_server.url}/admin/audit/auditevent/")
+    page.goto(f"{console_server.url}/admin/audit/auditevent/")
     shot(page, "audit-list")
     # Filter by decision, then search by the start of a request id.
     page.click("a[href='?decision=blocked_scope']")
-    assert refused.request_id in page.content()
+    page.wait_for_selector(f"text={refused.request_id}")
     page.fill("#searchbar", refused.request_id[:12])
     page.press("#searchbar", "Enter")
-    page.wait_for_load_state()
-    assert refused.request_id in page.content()
+    page.wait_for_url("**q=*")
+    page.wait_for_selector(f"text={refused.request_id}")
     # Export what is shown.
     with page.expect_download() as download:
         page.click("#export-csv")
@@ -144,7 +183,7 @@ def test_the_auditors_path(browser: Any, live_server: Any, sensitive_key: Issued
     assert AuditEvent.objects.filter(event_type="audit_exported", actor="audrey").count() == 1
 
     governance = AuditEvent.objects.filter(event_type="key_issued").latest("seq")
-    page.goto(f"{live_server.url}/admin/audit/auditevent/{governance.pk}/change/")
+    page.goto(f"{console_server.url}/admin/audit/auditevent/{governance.pk}/change/")
     shot(page, "audit-governance-row")
 
     # Every other page is refused with the console's own page.
@@ -156,7 +195,7 @@ def test_the_auditors_path(browser: Any, live_server: Any, sensitive_key: Issued
         "/admin/alerts/alert/",
         "/admin/auth/user/",
     ):
-        response = page.goto(f"{live_server.url}{path}")
+        response = page.goto(f"{console_server.url}{path}")
         assert response.status == 403, path
         assert "Not allowed" in page.content(), path
     shot(page, "refused")

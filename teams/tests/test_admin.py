@@ -165,6 +165,8 @@ def test_team_form_errors_are_field_errors_not_500s(
 
 
 def test_a_new_team_goes_on_to_issue_a_key(console: Client) -> None:
+    blank = console.get(reverse("admin:teams_team_add")).context["adminform"].form["business_days"]
+    assert [w.data["value"] for w in blank if w.data["selected"]] == ["1", "2", "3", "4", "5"]  # Mon–Fri ticked
     response = console.post(reverse("admin:teams_team_add"), TEAM_FORM)
     team = Team.objects.get(name="claims-two")
     assert response.status_code == 302
