@@ -178,7 +178,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ["revoke_selected"]
     fields = (
         "name", "purpose", "team", "key_prefix", "classification", "enforcement", "system_prompt", "models_list",
-        "tools_list", "rpm", "tpm", "max_tokens", "max_messages", "max_prompt_tokens", "budget", "requested_by", "approved_by",
+        "tools_list", "requests_per_minute", "tokens_per_minute", "max_tokens", "max_messages", "max_prompt_tokens", "budget",
+        "requested_by", "approved_by",
         "created_at", "expires_at",
         "revoked_at", "revoked_by", "revoke_reason",
     )  # fmt: skip
@@ -273,6 +274,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.display(description="")
     def spend_link(self, obj: ApiKey) -> str:
         return format_html('<a href="{}">Spend</a>', reverse("admin:teams_apikey_spend", args=[obj.pk]))
+
+    @admin.display(description="Requests per minute")
+    def requests_per_minute(self, obj: ApiKey) -> str:
+        return str(obj.rpm) if obj.rpm is not None else "— (unlimited)"
+
+    @admin.display(description="Tokens per minute")
+    def tokens_per_minute(self, obj: ApiKey) -> str:
+        return str(obj.tpm) if obj.tpm is not None else "— (unlimited)"
 
     @admin.display(description="key")
     def key_prefix(self, obj: ApiKey) -> str:

@@ -16,6 +16,7 @@ from .periods import zone_named
 
 
 class IssueKeyForm(forms.Form):
+    required_css_class = "required"  # the admin's stylesheet marks these labels
     name = forms.CharField(max_length=200, help_text="The approved use case.")
     purpose = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
     system_prompt = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}))
@@ -75,6 +76,7 @@ class IssueKeyForm(forms.Form):
 
 
 class RevokeKeyForm(forms.Form):
+    required_css_class = "required"
     reason = forms.CharField(
         max_length=500,
         widget=forms.Textarea(attrs={"rows": 3}),

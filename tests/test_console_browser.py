@@ -1,6 +1,7 @@
 """The console in a real browser (Debian's Chromium driven by Playwright) against a live server:
 the approver's path (team → key → reveal once → reload shows nothing → revoke with a reason) and
-the auditor's (filter, search, export; every other page refused). Screenshots go to docs/console/.
+the auditor's (filter, search, export; every other page refused). With SYNAPSE_SCREENSHOTS=1 the
+main pages are saved to docs/console/.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ def log_in(page: Any, console_server: Server, username: str) -> None:
 
 
 def shot(page: Any, name: str) -> None:
+    # Refreshing the committed screenshots is a choice (SYNAPSE_SCREENSHOTS=1), so a test run
+    # leaves the working tree as it found it.
+    if not os.environ.get("SYNAPSE_SCREENSHOTS"):
+        return
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
 
