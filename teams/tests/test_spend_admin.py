@@ -107,6 +107,9 @@ def test_the_team_spend_page_shows_this_period_per_key(
     # The 30-day trend: an SVG with one bar per day, today's and the earlier day's spend in the tooltips.
     assert charts(html) == 1 and html.count("<rect") == 30
     assert "$0.50</title>" in html and "$5.00</title>" in html
+    # Totals with the title, and every value in a table too (screen readers, no hover needed).
+    assert "(total $5.50, peak $5.00)" in html
+    assert '<th scope="row">Total</th><td>$5.50</td>' in html and html.count('<tr><th scope="row">') == 31
     assert_offline(html)
 
 
@@ -128,16 +131,16 @@ def test_the_admin_index_has_the_dashboard(console: Client, spending: tuple[Issu
     assert response.status_code == 200
     html = response.content.decode()
     assert 'id="synapse-dashboard"' in html and charts(html) == 4
-    assert "Requests per day <span" in html and "(peak 4)" in html  # today: 4 rows
-    assert "Refused per day" in html and "(peak 1)" in html  # the DLP block
-    assert "Spend per day" in html and "(peak $5.00)" in html and "$0.50</title>" in html
+    assert "Requests per day <span" in html and "peak 4)" in html  # today: 4 rows
+    assert "Refused per day" in html and "peak 1)" in html  # the DLP block
+    assert "Spend per day" in html and "peak $5.00)" in html and "$0.50</title>" in html
     assert_offline(html)
 
 
 def test_a_key_without_requests_has_an_empty_spend_page(console: Client, team: Team, routing: None) -> None:
     idle = issue(team, "Idle")
     html = console.get(reverse("admin:teams_apikey_spend", args=[idle.api_key.pk])).content.decode()
-    assert re.search(r"<strong>Idle</strong></td><td>0</td><td>0</td><td>0\.0000</td>", html) and "(peak $0.00)" in html
+    assert re.search(r"<strong>Idle</strong></td><td>0</td><td>0</td><td>0\.0000</td>", html) and "peak $0.00)" in html
 
 
 def test_revoked_keys_are_marked_on_the_spend_page(console: Client, team: Team, spending: tuple[IssuedKey, IssuedKey]) -> None:
