@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -15,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from .charts import bar_chart
-from .forms import IssueKeyForm, RevokeKeyForm, TeamForm
+from .forms import IssueKeyForm, RevokeKeyForm, SpendRangeForm, TeamForm
 from .models import ApiKey, Team
 from .periods import period_bounds
 from .services import (
@@ -27,10 +29,34 @@ from .services import (
     team_delete,
     team_update,
 )
-from .spend import daily_spend, team_period_spend
+from .spend import ModelSpend, daily_spend, spend_by_model, team_period_spend
 
 # The session slot that carries a just-issued key from the POST to the one reveal that follows it.
 ISSUED_SESSION_KEY = "synapse_issued_key"
+
+
+def _spend_range(
+    request: HttpRequest, *, zone: Any, default: tuple[datetime, datetime]
+) -> tuple[SpendRangeForm, datetime, datetime]:
+    """[start, end) from the page's From/To dates (the team's zone), else the budget period."""
+    form = SpendRangeForm(request.GET or None)
+    start, end = default
+    if form.is_bound and form.is_valid():
+        if form.cleaned_data.get("start"):
+            start = datetime.combine(form.cleaned_data["start"], time.min, tzinfo=zone)
+        if form.cleaned_data.get("end"):
+            end = datetime.combine(form.cleaned_data["end"] + timedelta(days=1), time.min, tzinfo=zone)
+    return form, start, end
+
+
+def _model_spend_csv(rows: list[ModelSpend], *, filename: str) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(["key", "model", "requests_served", "refused", "prompt_tokens", "completion_tokens", "spent_usd"])
+    for row in rows:
+        writer.writerow([row.key_name, row.model, row.requests, row.refused, row.prompt_tokens, row.completion_tokens, row.spent])
+    return response
 
 
 @admin.register(Team)
@@ -153,6 +179,10 @@ class TeamAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, team):
             raise PermissionDenied
         spend = team_period_spend(team=team)
+        range_form, start, end = _spend_range(request, zone=team.zone(), default=(spend.start, spend.end))
+        by_model = spend_by_model(start=start, end=end, team_id=team.pk)
+        if request.GET.get("format") == "csv":
+            return _model_spend_csv(by_model, filename=f"spend-{team.name}-{start:%Y%m%d}-{end:%Y%m%d}.csv")
         trend = daily_spend(zone=team.zone(), team_id=team.pk)
         chart = bar_chart([(f"{d:%d %b}", v) for d, v in trend], title="Spend per day, last 30 days", unit="$", decimals=2)
         context = {
@@ -162,6 +192,9 @@ class TeamAdmin(admin.ModelAdmin):
             "spend": spend,
             "chart": chart,
             "time_zone": team.zone().key,
+            "range_form": range_form,
+            "range": (start, end - timedelta(microseconds=1)),
+            "by_model": by_model,
         }
         return TemplateResponse(request, "admin/teams/spend.html", context)
 
@@ -258,6 +291,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
         team = api_key.team
         start, end = period_bounds(period=team.budget_period, zone=team.zone(), at=timezone.now())
         line = next(line for line in team_period_spend(team=team).keys if line.object_id == api_key.pk)
+        range_form, range_start, range_end = _spend_range(request, zone=team.zone(), default=(start, end))
+        by_model = spend_by_model(start=range_start, end=range_end, key_id=api_key.pk)
+        if request.GET.get("format") == "csv":
+            name = f"spend-{team.name}-key{api_key.pk}-{range_start:%Y%m%d}-{range_end:%Y%m%d}.csv"
+            return _model_spend_csv(by_model, filename=name)
         trend = daily_spend(zone=team.zone(), key_id=api_key.pk)
         chart = bar_chart([(f"{d:%d %b}", v) for d, v in trend], title="Spend per day, last 30 days", unit="$", decimals=2)
         context = {
@@ -268,6 +306,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
             "spend": {"start": start, "end": end, "total": line, "keys": []},
             "chart": chart,
             "time_zone": team.zone().key,
+            "range_form": range_form,
+            "range": (range_start, range_end - timedelta(microseconds=1)),
+            "by_model": by_model,
         }
         return TemplateResponse(request, "admin/teams/spend.html", context)
 

@@ -151,3 +151,16 @@ def _zone_hint(name: str) -> str:
     wanted = name.strip().replace(" ", "_").lower()
     matches = [zone for zone in available_timezones() if zone.rsplit("/", 1)[-1].lower() == wanted]
     return matches[0] if len(matches) == 1 else ""
+
+
+class SpendRangeForm(forms.Form):
+    """The spend page's date range, in the team's time zone; both ends inclusive."""
+
+    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise ValidationError("The range ends before it starts.")
+        return data

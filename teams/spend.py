@@ -136,3 +136,49 @@ def daily_activity(*, zone: ZoneInfo, days: int = 14) -> list[DayActivity]:
             )
         )
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpend:
+    key_id: int | None
+    key_name: str
+    model: str
+    requests: int  # served
+    refused: int
+    prompt_tokens: int
+    completion_tokens: int
+    spent: Decimal
+
+
+def spend_by_model(*, start: datetime, end: datetime, team_id: int | None = None, key_id: int | None = None) -> list[ModelSpend]:
+    """Per key and model, requests served and refused, tokens and cost in [start, end)."""
+    rows = AuditEvent.objects.filter(event_type=EventType.REQUEST, occurred_at__gte=start, occurred_at__lt=end)
+    if team_id is not None:
+        rows = rows.filter(team_id=team_id)
+    if key_id is not None:
+        rows = rows.filter(key_id=key_id)
+    served = Q(decision=Decision.ALLOWED) | Q(decision__startswith="monitor_")
+    grouped = (
+        rows.values("key_id", "key_name", "model")
+        .annotate(
+            requests=Count("id", filter=served),
+            refused=Count("id", filter=~served),
+            prompt=Sum("prompt_tokens"),
+            completion=Sum("completion_tokens"),
+            spent=Sum("cost"),
+        )
+        .order_by("key_name", "model")
+    )
+    return [
+        ModelSpend(
+            key_id=row["key_id"],
+            key_name=row["key_name"],
+            model=row["model"] or "—",
+            requests=row["requests"],
+            refused=row["refused"],
+            prompt_tokens=row["prompt"] or 0,
+            completion_tokens=row["completion"] or 0,
+            spent=row["spent"] or Decimal(0),
+        )
+        for row in grouped
+    ]

@@ -160,3 +160,25 @@ def test_the_spend_pages_are_for_staff_only(team: Team, routing: None) -> None:
         response = anonymous.get(url)
         assert response.status_code == 302 and "/login/" in response["location"]
     assert ApiKey.objects.count() == 1
+
+
+def test_spend_by_model_over_a_date_range_with_a_csv(console: Client, team: Team, spending: tuple[IssuedKey, IssuedKey]) -> None:
+    import csv
+    import io
+
+    url = reverse("admin:teams_team_spend", args=[team.pk])
+    html = console.get(url).content.decode()
+    table = html[html.index('id="spend-by-model"') :].split("</table>")[0]
+    # This period (today): the triage key's DLP refusal is a refusal, not usage.
+    assert re.search(r"<td>Triage</td><td>[^<]*</td><td>1</td><td>1</td>", table), table
+    assert "5.0800" not in table  # three days ago is outside today's period
+    today = timezone.localdate(timezone=team.zone())
+    wide = {"start": (today - timedelta(days=5)).isoformat(), "end": today.isoformat()}
+    html = console.get(url, wide).content.decode()
+    table = html[html.index('id="spend-by-model"') :].split("</table>")[0]
+    assert re.search(r"<td>Triage</td><td>[^<]*</td><td>2</td><td>1</td><td>0</td><td>0</td><td>5\.0800</td>", table), table
+    rows = list(csv.DictReader(io.StringIO(console.get(url, {**wide, "format": "csv"}).content.decode())))
+    assert sum(Decimal(r["spent_usd"]) for r in rows) == Decimal("5.50")
+    assert {r["key"] for r in rows} == {"Summariser", "Triage"}
+    backwards = console.get(url, {"start": today.isoformat(), "end": (today - timedelta(days=1)).isoformat()})
+    assert backwards.status_code == 200 and "ends before it starts" in backwards.content.decode()
