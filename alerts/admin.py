@@ -56,7 +56,7 @@ class AlertAdmin(admin.ModelAdmin):
     # evidence; acknowledging it, with a note, is the one thing to do on its page.
     fields = (
         "kind", "severity", "fired_at", "title", "subject", "team_id", "key_id", "detail",
-        "requests_link", "acknowledged_at", "acknowledged_by", "acknowledge_note",
+        "acknowledged_at", "acknowledged_by", "acknowledge_note",
     )  # fmt: skip
     readonly_fields = fields
     list_select_related = ("acknowledged_by",)
@@ -88,15 +88,15 @@ class AlertAdmin(admin.ModelAdmin):
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        alert = Alert.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            # Only offered to who may read the audit trail (auditors, operators).
+            "requests_url": alert_requests_url(alert) if alert and request.user.has_perm("audit.view_auditevent") else "",
+        }
         return super().change_view(request, object_id, form_url, context)
-
-    @admin.display(description="requests behind it")
-    def requests_link(self, obj: Alert) -> str:
-        url = alert_requests_url(obj)
-        if not url:
-            return "—"
-        return format_html('<a href="{}" id="alert-requests">Open the matching requests in the audit trail</a>', url)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

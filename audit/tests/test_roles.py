@@ -82,3 +82,16 @@ def test_the_approver_works_on_teams_keys_packs_and_alerts_only(sensitive_key: I
         reverse("admin:routing_model_changelist"),
     ):
         assert console.get(url).status_code == 403, url
+
+
+def test_the_alert_page_offers_its_requests_only_to_who_may_read_them(approver) -> None:  # type: ignore[no-untyped-def]
+    from alerts.services import alert_fire
+
+    alert = alert_fire(kind="dlp_blocks", title="5 DLP blocks", subject="key:9", key_id=9)
+    assert alert is not None
+    url = reverse("admin:alerts_alert_change", args=[alert.pk])
+    page = member_of(APPROVER_GROUP, "april2").get(url).content.decode()
+    assert 'id="acknowledge-form"' in page and 'id="alert-requests"' not in page
+    operator = Client()
+    operator.force_login(approver)
+    assert 'id="alert-requests"' in operator.get(url).content.decode()
