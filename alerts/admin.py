@@ -24,7 +24,7 @@ from .models import Alert, AlertKind, AnomalyRule, WebhookDelivery, WebhookEndpo
 from .services import alert_acknowledge, anomaly_rule_update, webhook_endpoint_create, webhook_endpoint_update
 
 # The refusal an alert of this kind counts, as the audit list's decision filter names it.
-KIND_DECISIONS = {
+KIND_DECISIONS: dict[str, str] = {
     AlertKind.DLP_BLOCKS: "blocked_dlp",
     AlertKind.AUTH_FAILURES: "blocked_auth",
     AlertKind.LIMIT_BREACH: "blocked_limit",

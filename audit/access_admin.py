@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -47,7 +48,7 @@ class GroupForm(forms.ModelForm):
     members = forms.ModelMultipleChoiceField(
         queryset=User.objects.order_by("username"),
         required=False,
-        widget=admin.widgets.FilteredSelectMultiple("members", is_stacked=False),
+        widget=FilteredSelectMultiple("members", is_stacked=False),
         help_text="Joining the auditor or approver group is enough to log in to the console.",
     )
 

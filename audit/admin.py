@@ -8,6 +8,7 @@ paginator counts at most a few thousand rows instead of the whole table.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import path
 from django.utils import timezone
 from django.utils.dateparse import parse_date
@@ -142,11 +144,11 @@ class DateRangeFilter(admin.ListFilter):
     def has_output(self) -> bool:
         return True
 
-    def expected_parameters(self) -> list[str]:
+    def expected_parameters(self) -> list[str | None]:
         return [self.FROM, self.TO]
 
-    def choices(self, changelist: Any) -> list[dict[str, Any]]:
-        return [
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+        yield from [
             {
                 "from": self.values.get(self.FROM, ""),
                 "to": self.values.get(self.TO, ""),
@@ -264,7 +266,7 @@ class AuditEventAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def export_view(self, request: HttpRequest) -> HttpResponse:
+    def export_view(self, request: HttpRequest) -> HttpResponseBase:
         """The current filtered view, streamed as CSV or JSON lines; the export itself is audited."""
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -274,7 +276,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         # The changelist reads its filters from the query string; `format` is ours, not a filter.
         query = request.GET.copy()
         query.pop("format", None)
-        request.GET = query
+        request.GET = query  # type: ignore[assignment]
         rows = self.get_changelist_instance(request).get_queryset(request)
         audit_governance_event(
             event_type=EventType.AUDIT_EXPORTED,

@@ -261,7 +261,7 @@ def _field_changes(before: Any, after: Any) -> dict[str, list[str]]:
 @transaction.atomic
 def backend_save(*, backend: Backend, actor: AbstractBaseUser | None = None) -> Backend:
     """Admin edits of a backend; audited like an import, field by field (before → after)."""
-    stored = Backend.objects.filter(pk=backend.pk).first() if backend.pk is not None else None
+    stored = Backend.objects.filter(pk=backend.pk).first()  # None for a new backend
     backend.full_clean()
     backend.save()
     detail: dict[str, Any] = {"backend": backend.name, "created": stored is None}
@@ -276,7 +276,7 @@ def backend_save(*, backend: Backend, actor: AbstractBaseUser | None = None) -> 
 @transaction.atomic
 def model_save(*, model: Model, actor: AbstractBaseUser | None = None) -> Model:
     """Admin edits of a model (prices, upstream name, backend); recorded field by field."""
-    stored = Model.objects.filter(pk=model.pk).first() if model.pk is not None else None
+    stored = Model.objects.filter(pk=model.pk).first()  # None for a new model
     model.full_clean()
     model.save()
     detail: dict[str, Any] = {"model": model.name, "created": stored is None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db.models import Count, Q, Sum
@@ -51,14 +52,15 @@ def team_period_spend(*, team: Team, at: datetime | None = None) -> PeriodSpend:
         .annotate(spent=Sum("cost"), requests=Count("id", filter=served), refused=Count("id", filter=~served))
         .order_by()
     }
+    none: dict[str, Any] = {}
     keys = [
         SpendLine(
             name=key.name,
             object_id=key.pk,
-            spent=(by_key.get(key.pk) or {}).get("spent") or Decimal(0),
-            requests=(by_key.get(key.pk) or {}).get("requests") or 0,
+            spent=(by_key.get(key.pk) or none).get("spent") or Decimal(0),
+            requests=(by_key.get(key.pk) or none).get("requests") or 0,
             budget=key.budget,
-            refused=(by_key.get(key.pk) or {}).get("refused") or 0,
+            refused=(by_key.get(key.pk) or none).get("refused") or 0,
             revoked=key.revoked_at is not None,
         )
         for key in ApiKey.objects.filter(team=team).order_by("name")
