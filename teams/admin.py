@@ -117,6 +117,13 @@ class TeamAdmin(admin.ModelAdmin):
             return redirect(reverse("admin:teams_team_issue_key", args=[obj.pk]))
         return response
 
+    def has_delete_permission(self, request: HttpRequest, obj: Team | None = None) -> bool:
+        # A team that has had keys stays (its keys and audit rows name it): no Delete button,
+        # rather than a confirmation page saying the user lacks permission to delete keys.
+        if obj is not None and obj.api_keys.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
     def delete_model(self, request: HttpRequest, obj: Team) -> None:
         team_delete(team=obj, actor=request.user)  # type: ignore[arg-type]
 

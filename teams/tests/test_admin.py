@@ -183,9 +183,16 @@ def test_deleting_a_team_is_audited_and_a_team_with_keys_is_kept(console: Client
     assert response.status_code == 302 and not Team.objects.filter(name="empty").exists()
     row = AuditEvent.objects.get(event_type="team_deleted")
     assert row.actor == "alice" and row.team_name == "empty" and row.detail["team"]["name"] == "empty"
-    # The team with a key: Django's own page refuses (the keys protect it); nothing is recorded.
+    # The team with a key offers no Delete; its delete page is refused; nothing is recorded.
+    edit = console.get(reverse("admin:teams_team_change", args=[team.pk])).content.decode()
+    assert reverse("admin:teams_team_delete", args=[team.pk]) not in edit
     page = console.get(reverse("admin:teams_team_delete", args=[team.pk]))
-    assert Team.objects.filter(pk=team.pk).exists() and page.status_code == 200
+    assert page.status_code == 403 and b"permission to delete" not in page.content
+    bulk = console.post(
+        reverse("admin:teams_team_changelist"), {"action": "delete_selected", "_selected_action": [team.pk], "post": "yes"}
+    )
+    assert bulk.status_code in (200, 302)
+    assert Team.objects.filter(pk=team.pk).exists()
     assert AuditEvent.objects.filter(event_type="team_deleted").count() == 1
 
 
