@@ -151,7 +151,13 @@ def test_the_approvers_path(browser: Any, console_server: Server, routing: None)
     assert api_key_authenticate(plaintext) is None
     row = AuditEvent.objects.get(event_type="key_revoked")
     assert row.actor == "april" and row.detail == {"reason": "use case retired"}
-    assert Team.objects.filter(name="claims", time_zone="Europe/Berlin").exists()
+    team = Team.objects.get(name="claims", time_zone="Europe/Berlin")
+    # The spend page marks the revoked key; the audit trail is not the approver's.
+    page.goto(f"{console_server.url}/admin/teams/team/{team.pk}/spend/")
+    page.wait_for_selector("#spend-by-model")
+    assert "(revoked)" in page.inner_text("#content")
+    shot(page, "spend")
+    assert page.goto(f"{console_server.url}/admin/audit/auditevent/").status == 403
 
 
 @pytest.fixture
