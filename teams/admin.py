@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import secrets
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -31,8 +32,46 @@ from .services import (
 )
 from .spend import ModelSpend, daily_spend, spend_by_model, team_period_spend
 
-# The session slot that carries a just-issued key from the POST to the one reveal that follows it.
+# A just-issued key travels from the POST to the one page view that follows it in two halves:
+# the key masked with a random pad in the approver's session (the database), the pad in a
+# cookie scoped to that page. Neither half alone is the key; the page view consumes both.
 ISSUED_SESSION_KEY = "synapse_issued_key"
+REVEAL_COOKIE = "synapse_reveal"
+REVEAL_SECONDS = 300
+
+
+def _hand_over(request: HttpRequest, key_id: int, plaintext: str) -> HttpResponse:
+    raw = plaintext.encode()
+    pad = secrets.token_bytes(len(raw))
+    masked = bytes(a ^ b for a, b in zip(raw, pad, strict=True))
+    request.session[ISSUED_SESSION_KEY] = {"key_id": key_id, "masked": masked.hex()}
+    url = reverse("admin:teams_apikey_issued", args=[key_id])
+    response = redirect(url)
+    response.set_cookie(
+        REVEAL_COOKIE,
+        pad.hex(),
+        max_age=REVEAL_SECONDS,
+        path=url,
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure(),
+    )
+    return response
+
+
+def _take_over(request: HttpRequest, key_id: int) -> str:
+    """The plaintext if this browser just issued this key (both halves present), once; else ""."""
+    pending = request.session.pop(ISSUED_SESSION_KEY, None)
+    pad_hex = request.COOKIES.get(REVEAL_COOKIE, "")
+    if not pending or pending.get("key_id") != key_id or not pad_hex:
+        return ""
+    try:
+        masked, pad = bytes.fromhex(pending["masked"]), bytes.fromhex(pad_hex)
+    except ValueError:
+        return ""
+    if len(masked) != len(pad):
+        return ""
+    return bytes(a ^ b for a, b in zip(masked, pad, strict=True)).decode(errors="replace")
 
 
 def _spend_range(
@@ -174,11 +213,8 @@ class TeamAdmin(admin.ModelAdmin):
                 for field, errors in getattr(exc, "message_dict", {"__all__": exc.messages}).items():
                     form.add_error(field if field in form.fields else None, errors)
             else:
-                # POST-redirect-GET: the plaintext waits in the approver's own session for the one
-                # page view that follows, which removes it. A reload then issues nothing and
-                # shows nothing; the database never holds the plaintext beyond that hop.
-                request.session[ISSUED_SESSION_KEY] = {"key_id": issued.api_key.pk, "plaintext": issued.plaintext}
-                return redirect(reverse("admin:teams_apikey_issued", args=[issued.api_key.pk]))
+                # POST-redirect-GET: a reload of the page that follows issues nothing.
+                return _hand_over(request, issued.api_key.pk, issued.plaintext)
         return TemplateResponse(request, "admin/teams/issue_key.html", context)
 
     def spend_view(self, request: HttpRequest, team_id: int) -> HttpResponse:
@@ -247,11 +283,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         api_key = get_object_or_404(ApiKey.objects.select_related("team"), pk=key_id)
         if not self.has_view_permission(request, api_key):
             raise PermissionDenied
-        pending = request.session.get(ISSUED_SESSION_KEY)
-        plaintext = ""
-        if pending and pending.get("key_id") == api_key.pk:
-            plaintext = pending["plaintext"]
-            del request.session[ISSUED_SESSION_KEY]
+        plaintext = _take_over(request, api_key.pk)
         models = list(api_key.allowed_models.values_list("name", flat=True))
         context = {
             **self.admin_site.each_context(request),
@@ -265,6 +297,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         }
         response = TemplateResponse(request, "admin/teams/key_issued.html", context)
         response["Cache-Control"] = "no-store"
+        response.delete_cookie(REVEAL_COOKIE, path=reverse("admin:teams_apikey_issued", args=[api_key.pk]))
         return response
 
     def revoke_view(self, request: HttpRequest, key_id: int) -> HttpResponse:

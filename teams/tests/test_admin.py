@@ -37,6 +37,11 @@ def test_it_issues_a_key_and_shows_it_once(console: Client, team: Team, routing:
     assert response.status_code == 302
     api_key = ApiKey.objects.get()
     assert response["Location"] == reverse("admin:teams_apikey_issued", args=[api_key.pk])
+    # Between the two, the plaintext is nowhere whole: the session (in the database) holds it
+    # masked, the cookie holds the mask.
+    from django.contrib.sessions.models import Session
+
+    assert all(api_key.prefix not in str(row.get_decoded()) for row in Session.objects.all())
     reveal = console.get(response["Location"])
     assert reveal.status_code == 200 and "no-store" in reveal["Cache-Control"]
     plaintext = reveal.context["plaintext"]
@@ -241,3 +246,13 @@ def test_the_dashboard_shows_totals_top_keys_top_dlp_and_an_issue_key_button(con
     top_dlp = html[html.index('id="dashboard-top-dlp"') :].split("</table>")[0]
     row = AuditEvent.objects.filter(event_type="request").latest("seq")
     assert row.dlp and row.dlp[0]["category"] in top_dlp
+
+
+def test_the_reveal_needs_both_halves_in_the_same_browser(console: Client, team: Team, routing: None) -> None:
+    response = _issue(console, team, "Half")
+    url = response["Location"]  # type: ignore[index]
+    console.cookies.pop("synapse_reveal")
+    page = console.get(url)
+    assert page.status_code == 200 and page.context["plaintext"] == ""  # type: ignore[index]
+    # And the session half was consumed: nothing to show later either.
+    assert console.get(url).context["plaintext"] == ""  # type: ignore[index]
