@@ -9,7 +9,7 @@ TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/syn
 
 export SYNAPSE_PORT SYNAPSE_WORKERS
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ run: $(VENV)/.runtime $(STATE)/secret_key
 	echo "Synapse on http://127.0.0.1:$(SYNAPSE_PORT)/v1 — admin at http://127.0.0.1:$(SYNAPSE_PORT)/admin/" && \
 	exec $(BIN)/gunicorn synapse.asgi:application -c synapse/gunicorn_conf.py
 
-test: $(VENV)/.dev
+# The console's browser tests drive the distribution's Chromium (never a downloaded browser);
+# installed here only when it is missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+test: $(VENV)/.dev chromium
 	@DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python tests/ensure_postgres.py
 	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -q --cov --cov-report=term:skip-covered
 	@mkdir -p $(STATE)

@@ -6,18 +6,47 @@ whether it comes from here or from code.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from audit.actors import console_actor
 
 from .models import Alert, AlertKind, AnomalyRule, WebhookDelivery, WebhookEndpoint
 from .services import alert_acknowledge, anomaly_rule_update, webhook_endpoint_create, webhook_endpoint_update
+
+# The refusal an alert of this kind counts, as the audit list's decision filter names it.
+KIND_DECISIONS: dict[str, str] = {
+    AlertKind.DLP_BLOCKS: "blocked_dlp",
+    AlertKind.AUTH_FAILURES: "blocked_auth",
+    AlertKind.LIMIT_BREACH: "blocked_limit",
+}
+
+
+def alert_requests_url(alert: Alert) -> str:
+    """The audit list narrowed to the alert's team or key, the day(s) it covers and its refusal kind."""
+    query: dict[str, Any] = {}
+    if alert.key_id is not None:
+        query["key_id"] = alert.key_id
+    elif alert.team_id is not None:
+        query["team_id"] = alert.team_id
+    if alert.kind in KIND_DECISIONS:
+        query["decision"] = KIND_DECISIONS[alert.kind]
+    fired = timezone.localtime(alert.fired_at)
+    # The rules look back at most a day before firing: the day before and the day of the alert.
+    query["occurred_from"] = (fired - timedelta(days=1)).date().isoformat()
+    query["occurred_to"] = fired.date().isoformat()
+    return f"{reverse('admin:audit_auditevent_changelist')}?{urlencode(query)}"
 
 
 @admin.register(Alert)
@@ -25,13 +54,51 @@ class AlertAdmin(admin.ModelAdmin):
     list_display = ("fired_at", "kind", "severity", "title", "acknowledged")
     list_filter = ("kind", "severity", ("acknowledged_at", admin.EmptyFieldListFilter))
     search_fields = ("title", "subject")
-    readonly_fields = (
+    # Every field shown is read-only (the dedupe key is internal and not shown): an alert is
+    # evidence; acknowledging it, with a note, is the one thing to do on its page.
+    fields = (
         "kind", "severity", "fired_at", "title", "subject", "team_id", "key_id", "detail",
         "acknowledged_at", "acknowledged_by", "acknowledge_note",
     )  # fmt: skip
+    readonly_fields = fields
     list_select_related = ("acknowledged_by",)
     actions = ["acknowledge_selected"]
     show_full_result_count = False
+    change_form_template = "admin/alerts/alert/change_form.html"
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:alert_id>/acknowledge/", self.admin_site.admin_view(self.acknowledge_view), name="alerts_alert_acknowledge"
+            ),
+            *super().get_urls(),
+        ]
+
+    def acknowledge_view(self, request: HttpRequest, alert_id: int) -> HttpResponse:
+        alert = get_object_or_404(Alert, pk=alert_id)
+        if request.method != "POST" or not self.has_change_permission(request, alert):
+            raise PermissionDenied
+        note = request.POST.get("note", "").strip()
+        alert_acknowledge(alert=alert, by=request.user, note=note)  # type: ignore[arg-type]
+        self.message_user(request, "Alert acknowledged.", messages.SUCCESS)
+        return redirect(reverse("admin:alerts_alert_change", args=[alert.pk]))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {**(extra_context or {}), "title": "Select an alert to view or acknowledge"}
+        return super().changelist_view(request, context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        alert = Alert.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            # Only offered to who may read the audit trail (auditors, operators).
+            "requests_url": alert_requests_url(alert) if alert and request.user.has_perm("audit.view_auditevent") else "",
+        }
+        return super().change_view(request, object_id, form_url, context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -32,6 +32,12 @@ class EventType(models.TextChoices):
     MCP_SERVER_REGISTERED = "mcp_server_registered", "MCP server registered"
     MCP_SERVER_UPDATED = "mcp_server_updated", "MCP server updated"
     TOOL_CALL = "tool_call", "Tool call (MCP)"
+    TEAM_DELETED = "team_deleted", "Team deleted"
+    USER_CREATED = "user_created", "Console user created"
+    USER_CHANGED = "user_changed", "Console user changed"
+    USER_DELETED = "user_deleted", "Console user deleted"
+    GROUP_CHANGED = "group_changed", "Console role (group) changed"
+    AUDIT_EXPORTED = "audit_exported", "Audit trail exported"
 
 
 class Decision(models.TextChoices):

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from .access import roles_ensure
 from .models import EventType
-from .services import audit_governance_event, auditor_group_ensure
+from .services import audit_governance_event
 
 
 def _client(request: HttpRequest | None) -> dict[str, Any]:
@@ -37,4 +38,4 @@ def on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpReque
 
 
 def on_post_migrate(sender: Any, **kwargs: Any) -> None:
-    auditor_group_ensure()
+    roles_ensure()

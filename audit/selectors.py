@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from .chain import CHAINED_FIELDS, GENESIS, ChainHead, chain_hash, content_digest
 from .hashing import keyed_hash
@@ -110,10 +110,16 @@ def audit_chain_verify(*, checkpoint: ChainHead | None = None, batch_size: int =
 
 
 def audit_event_list(
-    *, since: datetime | None = None, until: datetime | None = None, batch_size: int = 2000
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    batch_size: int = 2000,
+    rows: QuerySet[AuditEvent] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every column of every row with `since <= occurred_at < until`, in chain order, streamed."""
-    rows = AuditEvent.objects.all()
+    """Every column of every row with `since <= occurred_at < until`, in chain order, streamed.
+
+    `rows` narrows it to a filtered queryset (the console's current view)."""
+    rows = (AuditEvent.objects.all() if rows is None else rows).order_by()
     if since is not None:
         rows = rows.filter(occurred_at__gte=since)
     if until is not None:
@@ -146,3 +152,41 @@ def audit_event_match(*, text: str, keys: list[tuple[str, bytes]], limit: int = 
         matched = "prompt" if (event.hash_key_id, event.prompt_hmac) in digests else "response"
         matches.append(AuditMatch(event=event, matched=matched))
     return matches
+
+
+@dataclass(frozen=True, slots=True)
+class TopEntry:
+    label: str
+    count: int
+    key_id: int | None = None
+
+
+def audit_top_keys(*, since: datetime, limit: int = 5) -> list[TopEntry]:
+    """The keys with the most /v1 requests since `since` (one grouped query on the indexed columns)."""
+    from django.db.models import Count
+
+    rows = (
+        AuditEvent.objects.filter(event_type="request", occurred_at__gte=since, key_id__isnull=False)
+        .values("key_id", "team_name", "key_name")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:limit]
+    )
+    return [TopEntry(label=f"{r['team_name']} · {r['key_name']}", count=r["n"], key_id=r["key_id"]) for r in rows]
+
+
+def audit_top_dlp_categories(*, since: datetime, limit: int = 5, scan: int = 20_000) -> list[TopEntry]:
+    """The DLP categories found most often since `since`, counted over the latest `scan` rows with
+    findings (a bound on the dashboard's cost: findings are a JSON list, not an indexed column)."""
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    rows = (
+        AuditEvent.objects.filter(event_type="request", occurred_at__gte=since)
+        .exclude(dlp=[])
+        .order_by("-seq")
+        .values_list("dlp", flat=True)[:scan]
+    )
+    for findings in rows:
+        for finding in findings or []:
+            counts[str(finding.get("category", "?"))] += int(finding.get("count") or 1)
+    return [TopEntry(label=category, count=n) for category, n in counts.most_common(limit)]

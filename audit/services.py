@@ -288,12 +288,19 @@ def audit_governance_event(
             "team_name": team.name if team is not None else "",
             "key_id": api_key.pk if api_key is not None else None,
             "key_name": api_key.name if api_key is not None else "",
+            # Who approved the key, on every row about it (issuance, revocation, expiry).
+            "approved_by": _approver_name(api_key),
             "classification": api_key.classification if api_key is not None else "",
             "client_ip": client_ip or None,
             "user_agent": user_agent,
             "detail": detail or {},
         }
     )
+
+
+def _approver_name(api_key: Any) -> str:
+    approver = getattr(api_key, "approved_by", None) if api_key is not None else None
+    return approver.get_username() if approver is not None else ""
 
 
 # ── the auditor role ───────────────────────────────────────────────────────────────────

@@ -263,23 +263,45 @@ def routing_ensure_mock(*, actor: AbstractBaseUser | None = None) -> ImportSumma
     )
 
 
+def _field_changes(before: Any, after: Any) -> dict[str, list[str]]:
+    """{field: [before, after]} over the row's editable columns, as text (prices stay exact)."""
+    changes: dict[str, list[str]] = {}
+    for column in type(after)._meta.concrete_fields:
+        if column.primary_key or not column.editable:  # ids and auto timestamps are not edits
+            continue
+        old, new = column.value_from_object(before), column.value_from_object(after)
+        if old != new:
+            changes[column.name] = [str(old), str(new)]
+    return changes
+
+
 @transaction.atomic
 def backend_save(*, backend: Backend, actor: AbstractBaseUser | None = None) -> Backend:
-    """Admin edits of a backend; audited like an import."""
-    created = backend.pk is None
+    """Admin edits of a backend; audited like an import, field by field (before → after)."""
+    stored = Backend.objects.filter(pk=backend.pk).first()  # None for a new backend
     backend.full_clean()
     backend.save()
-    detail = {"backend": backend.name, "created": created}
+    detail: dict[str, Any] = {"backend": backend.name, "created": stored is None}
+    if stored is not None:
+        detail["changed"] = _field_changes(stored, backend)
+        if not detail["changed"]:
+            return backend
     audit_governance_event(event_type=EventType.ROUTING_CHANGED, actor=actor, detail=detail)
     return backend
 
 
 @transaction.atomic
 def model_save(*, model: Model, actor: AbstractBaseUser | None = None) -> Model:
-    created = model.pk is None
+    """Admin edits of a model (prices, upstream name, backend); recorded field by field."""
+    stored = Model.objects.filter(pk=model.pk).first()  # None for a new model
     model.full_clean()
     model.save()
-    audit_governance_event(event_type=EventType.ROUTING_CHANGED, actor=actor, detail={"model": model.name, "created": created})
+    detail: dict[str, Any] = {"model": model.name, "created": stored is None}
+    if stored is not None:
+        detail["changed"] = _field_changes(stored, model)
+        if not detail["changed"]:
+            return model
+    audit_governance_event(event_type=EventType.ROUTING_CHANGED, actor=actor, detail=detail)
     return model
 
 

@@ -7,6 +7,13 @@ from django.views.static import serve
 
 from . import mcp, views
 
+# The console's name on every page; no "View site" link: the gateway has no site to view
+# (its root is the API, which answers JSON).
+admin.site.site_header = "Synapse governance console"
+admin.site.site_title = "Synapse governance console"
+admin.site.index_title = "Governance"
+admin.site.site_url = None
+
 urlpatterns = [
     path("v1/chat/completions", views.ChatCompletionsView.as_view()),
     path("v1/embeddings", views.EmbeddingsView.as_view()),
@@ -24,3 +31,4 @@ urlpatterns = [
 
 handler404 = "synapse.errors_views.not_found"
 handler500 = "synapse.errors_views.server_error"
+handler403 = "synapse.errors_views.permission_denied"

@@ -26,6 +26,7 @@ class BarChart:
     first_label: str
     last_label: str
     colour: str
+    total: str = ""  # the sum of the bars, shown with the title
 
 
 def bar_chart(
@@ -64,4 +65,5 @@ def bar_chart(
         first_label=points[0][0] if points else "",
         last_label=points[-1][0] if points else "",
         colour=colour,
+        total=f"{unit}{sum(float(v) for _, v in points):,.{decimals}f}",
     )

@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.models import EventType
@@ -35,6 +36,17 @@ def team_create(*, name: str, owner_email: str, display_name: str = "", actor: A
     team.save()
     audit_governance_event(event_type=EventType.TEAM_CREATED, actor=actor, team=team, detail={"team": team.name})
     return team
+
+
+@transaction.atomic
+def team_delete(*, team: Team, actor: AbstractBaseUser | None = None) -> None:
+    """Delete a team that never had a key; one with keys is kept (its keys and audit rows name it)."""
+    if team.api_keys.exists():
+        raise ValidationError("a team that has had keys cannot be deleted: revoke its keys instead")
+    snapshot = {name: str(getattr(team, name)) for name in ("name", *TEAM_SETTINGS)}
+    # Recorded before the row goes, in the same transaction: the team's id still resolves.
+    audit_governance_event(event_type=EventType.TEAM_DELETED, actor=actor, team=team, detail={"team": snapshot})
+    team.delete()
 
 
 TEAM_SETTINGS = (
@@ -104,6 +116,8 @@ def api_key_issue(
         raise ValidationError({"enforcement": f"must be one of {', '.join(Enforcement.values)}"})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "the expiry is in the past"})
+    if _active_key_named(team=team, name=name):
+        raise ValidationError({"name": f"team {team.name} already has an active key named '{name}'"})
     try:
         tool_patterns = parse_tool_patterns(tools if isinstance(tools, str) else tuple(tools))
     except ValueError as exc:
@@ -158,6 +172,13 @@ def api_key_issue(
         },
     )
     return IssuedKey(api_key=api_key, plaintext=f"{KEY_PREFIX}_{lookup_id}_{secret}")
+
+
+def _active_key_named(*, team: Team, name: str) -> bool:
+    # Two live keys with one name would make the audit trail and the spend page ambiguous.
+    now = timezone.now()
+    live = ApiKey.objects.filter(team=team, name__iexact=name.strip(), revoked_at__isnull=True)
+    return live.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now)).exists()
 
 
 @transaction.atomic

@@ -81,3 +81,31 @@ def test_a_webhook_endpoint_created_in_the_console_gets_a_secret(console: Client
     assert AuditEvent.objects.filter(event_type="webhook_created").exists()
     page = console.get(reverse("admin:alerts_webhookendpoint_change", args=[endpoint.pk])).content.decode()
     assert endpoint.secret in page and "Synapse-Signature" in page
+
+
+def test_the_alert_page_has_nothing_to_edit_and_acknowledges_with_a_note(console: Client, approver) -> None:
+    alert = fire("5 DLP blocks for key 'triage' within 10 min")
+    url = reverse("admin:alerts_alert_change", args=[alert.pk])
+    page = console.get(url).content.decode()
+    assert 'name="dedupe_key"' not in page and 'name="_save"' not in page
+    assert 'id="acknowledge-form"' in page
+    # The link to the requests behind it: the key, the refusal kind, the days it covers.
+    assert 'id="alert-requests"' in page and "key_id=9" in page and "decision=blocked_dlp" in page
+    response = console.post(reverse("admin:alerts_alert_acknowledge", args=[alert.pk]), {"note": "expected: load test"})
+    assert response.status_code == 302
+    alert.refresh_from_db()
+    assert alert.acknowledged_by == approver and alert.acknowledge_note == "expected: load test"
+    row = AuditEvent.objects.get(event_type="alert_acknowledged")
+    assert row.actor == "alice" and row.detail["note"] == "expected: load test"
+    assert 'id="acknowledge-form"' not in console.get(url).content.decode()
+    # A GET never acknowledges.
+    other = fire("6 DLP blocks for key 'intake' within 10 min")
+    assert console.get(reverse("admin:alerts_alert_acknowledge", args=[other.pk])).status_code == 403
+    assert Alert.objects.get(pk=other.pk).acknowledged_at is None
+
+
+def test_the_requests_link_opens_the_filtered_audit_list(console: Client) -> None:
+    from alerts.admin import alert_requests_url
+
+    alert = fire("5 DLP blocks")
+    assert console.get(alert_requests_url(alert)).status_code == 200

@@ -80,7 +80,9 @@ def test_it_finds_a_request_by_its_id(approver, refused: AuditEvent) -> None:
     console = client_for(approver)
     page = console.get(CHANGELIST, {"q": refused.request_id})
     assert refused.request_id.encode() in page.content
-    assert refused.request_id.encode() not in console.get(CHANGELIST, {"q": refused.request_id[:-2]}).content
+    # A prefix finds it too (the id's own index serves a prefix match); a different id does not.
+    assert refused.request_id.encode() in console.get(CHANGELIST, {"q": refused.request_id[:-2]}).content
+    assert refused.request_id.encode() not in console.get(CHANGELIST, {"q": refused.request_id[:-2] + "zz"}).content
 
 
 def test_the_detail_page_shows_the_decision_chain(approver, refused: AuditEvent) -> None:
@@ -128,3 +130,86 @@ def test_console_sessions_are_audited(approver) -> None:
         ("admin_logout", "alice", "10.1.2.3"),
     ]
     assert "wrong-password" not in repr(list(AuditEvent.objects.values()))
+
+
+def test_the_list_puts_decision_and_status_first_with_seconds_and_zone(approver, refused: AuditEvent) -> None:
+    from django.utils import timezone
+
+    page = client_for(approver).get(CHANGELIST)
+    html = page.content.decode()
+    stamp = timezone.localtime(refused.occurred_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+    assert stamp in html
+    headers = [h for h in ("column-when", "column-decision_label", "column-status", "column-what") if h in html]
+    assert headers == ["column-when", "column-decision_label", "column-status", "column-what"]
+    assert html.index("column-decision_label") < html.index("column-team_name")
+    assert "Select an audit event to view" in html
+
+
+def test_search_finds_a_partial_request_id_a_team_and_a_key(approver, refused: AuditEvent) -> None:
+    console = client_for(approver)
+    for term, expected in [
+        (refused.request_id[:10], True),
+        ("laim", True),  # part of the team name "claims"
+        ("summariser", True),  # part of the key name
+        ("req_nothing", False),
+    ]:
+        page = console.get(CHANGELIST, {"q": term})
+        assert page.status_code == 200
+        assert (refused.request_id.encode() in page.content) is expected, term
+
+
+def test_the_date_range_filter(approver, refused: AuditEvent) -> None:
+    from django.utils import timezone
+
+    console = client_for(approver)
+    today = timezone.localdate(refused.occurred_at).isoformat()
+    inside = console.get(CHANGELIST, {"occurred_from": today, "occurred_to": today})
+    assert refused.request_id.encode() in inside.content
+    before = console.get(CHANGELIST, {"occurred_to": "2020-01-01"})
+    assert before.status_code == 200 and refused.request_id.encode() not in before.content
+    assert b'type="date"' in inside.content
+
+
+@pytest.mark.sqlite  # JSON containment on PostgreSQL, a text match on SQLite
+def test_the_dlp_category_filter(approver, sensitive_key: IssuedKey) -> None:
+    from dlp.models import Pattern
+
+    console = client_for(approver)
+    chat(sensitive_key.plaintext, content="Card 4111 1111 1111 1111, mail me at jane@example.com")
+    row = AuditEvent.objects.filter(event_type="request").latest("seq")
+    categories = {finding["category"] for finding in row.dlp}
+    assert categories, row.dlp
+    found = sorted(categories)[0]
+    assert console.get(CHANGELIST, {"dlp_category": found}).content.count(row.request_id.encode()) >= 1
+    other = Pattern.objects.exclude(category__in=categories).values_list("category", flat=True).first()
+    assert other is not None
+    assert row.request_id.encode() not in console.get(CHANGELIST, {"dlp_category": other}).content
+
+
+def test_export_streams_the_filtered_view_and_is_audited(approver, refused: AuditEvent, sensitive_key: IssuedKey) -> None:
+    import csv
+    import io
+    import json
+
+    console = client_for(approver)
+    export = reverse("admin:audit_auditevent_export")
+    response = console.get(export, {"format": "csv", "event_type__exact": "request"})
+    assert response.status_code == 200 and response.streaming
+    rows = list(csv.DictReader(io.StringIO(response.getvalue().decode())))
+    assert [r["request_id"] for r in rows] == [refused.request_id]
+    lines = console.get(export, {"format": "jsonl"}).getvalue().decode().splitlines()
+    assert {json.loads(line)["event_type"] for line in lines} >= {"request", "key_issued"}
+    exported = AuditEvent.objects.filter(event_type="audit_exported").order_by("seq")
+    assert [e.detail["format"] for e in exported] == ["csv", "jsonl"]
+    assert exported[0].actor == "alice" and exported[0].detail["filters"] == {"event_type__exact": "request"}
+
+
+def test_governance_rows_read_as_a_change_not_raw_json(approver, sensitive_key: IssuedKey) -> None:
+    from teams.services import team_update
+
+    team_update(team=sensitive_key.api_key.team, changes={"rpm": 60}, actor=approver)
+    row = AuditEvent.objects.get(event_type="team_changed")
+    page = client_for(approver).get(reverse("admin:audit_auditevent_change", args=[row.pk]))
+    html = page.content.decode()
+    assert "<th>rpm</th><td>None → 60</td>" in html
+    assert "Decision chain" not in html and "upstream_latency_ms" not in html

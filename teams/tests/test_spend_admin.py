@@ -94,15 +94,22 @@ def test_the_team_spend_page_shows_this_period_per_key(
     response = console.get(reverse("admin:teams_team_spend", args=[team.pk]))
     assert response.status_code == 200
     html = response.content.decode()
-    # The team: 4 requests today, $0.50 of $2.00; the summariser $0.42 of its $1.00.
+    # The team: 3 requests served today and 1 refused (not usage), $0.50 of $2.00; the summariser
+    # $0.42 of its $1.00.
     table = html[html.find("<table") : html.find("</table>")]  # shown if an assertion fails
-    assert re.search(r"<strong>Claims</strong></td><td>4</td><td>0\.5000</td>\s*<td>2\.00</td><td>25\.0 %</td>", html), table
-    assert re.search(r">Summariser</a></td><td>2</td><td>0\.4200</td>\s*<td>1\.00</td><td>42\.0 %</td>", html), table
-    assert re.search(r">Triage</a></td><td>2</td><td>0\.0800</td>\s*<td>—</td><td>—</td>", html), table
+    claims = r"<strong>Claims</strong></td><td>3</td><td>1</td><td>0\.5000</td>\s*<td>2\.00</td><td>25\.0 %</td>"
+    assert re.search(claims, html), table
+    assert re.search(r">Summariser</a></td><td>2</td><td>0</td><td>0\.4200</td>\s*<td>1\.00</td><td>42\.0 %</td>", html), table
+    assert re.search(r">Triage</a></td><td>1</td><td>1</td><td>0\.0800</td>\s*<td>—</td><td>—</td>", html), table
+    # The period's bounds are shown in the team's zone (midnight in Berlin), not in UTC.
+    assert re.search(r"Budget period: \d{4}-\d\d-\d\d 00:00 to \d{4}-\d\d-\d\d 00:00 \(Europe/Berlin", html), html
     assert "Europe/Berlin" in html and "day" in html
     # The 30-day trend: an SVG with one bar per day, today's and the earlier day's spend in the tooltips.
     assert charts(html) == 1 and html.count("<rect") == 30
     assert "$0.50</title>" in html and "$5.00</title>" in html
+    # Totals with the title, and every value in a table too (screen readers, no hover needed).
+    assert "(total $5.50, peak $5.00)" in html
+    assert '<th scope="row">Total</th><td>$5.50</td>' in html and html.count('<tr><th scope="row">') == 31
     assert_offline(html)
 
 
@@ -111,7 +118,8 @@ def test_the_key_spend_page_shows_only_that_key(console: Client, spending: tuple
     response = console.get(reverse("admin:teams_apikey_spend", args=[summariser.api_key.pk]))
     assert response.status_code == 200
     html = response.content.decode()
-    assert re.search(r"<strong>Summariser</strong></td><td>2</td><td>0\.4200</td>\s*<td>1\.00</td><td>42\.0 %</td>", html)
+    line = r"<strong>Summariser</strong></td><td>2</td><td>0</td><td>0\.4200</td>\s*<td>1\.00</td><td>42\.0 %</td>"
+    assert re.search(line, html)
     assert "Triage" not in html and "$5.00" not in html
     assert charts(html) == 1 and "$0.42</title>" in html
     assert_offline(html)
@@ -123,16 +131,26 @@ def test_the_admin_index_has_the_dashboard(console: Client, spending: tuple[Issu
     assert response.status_code == 200
     html = response.content.decode()
     assert 'id="synapse-dashboard"' in html and charts(html) == 4
-    assert "Requests per day <span" in html and "(peak 4)" in html  # today: 4 rows
-    assert "Refused per day" in html and "(peak 1)" in html  # the DLP block
-    assert "Spend per day" in html and "(peak $5.00)" in html and "$0.50</title>" in html
+    assert "Requests per day <span" in html and "peak 4)" in html  # today: 4 rows
+    assert "Refused per day" in html and "peak 1)" in html  # the DLP block
+    assert "Spend per day" in html and "peak $5.00)" in html and "$0.50</title>" in html
     assert_offline(html)
 
 
 def test_a_key_without_requests_has_an_empty_spend_page(console: Client, team: Team, routing: None) -> None:
     idle = issue(team, "Idle")
     html = console.get(reverse("admin:teams_apikey_spend", args=[idle.api_key.pk])).content.decode()
-    assert re.search(r"<strong>Idle</strong></td><td>0</td><td>0\.0000</td>", html) and "(peak $0.00)" in html
+    assert re.search(r"<strong>Idle</strong></td><td>0</td><td>0</td><td>0\.0000</td>", html) and "peak $0.00)" in html
+
+
+def test_revoked_keys_are_marked_on_the_spend_page(console: Client, team: Team, spending: tuple[IssuedKey, IssuedKey]) -> None:
+    from teams.services import api_key_revoke
+
+    _, triage = spending
+    api_key_revoke(api_key=triage.api_key, reason="retired")
+    html = console.get(reverse("admin:teams_team_spend", args=[team.pk])).content.decode()
+    assert re.search(r'>Triage</a> <span class="revoked">\(revoked\)</span>', html)
+    assert not re.search(r">Summariser</a> <span", html)
 
 
 def test_the_spend_pages_are_for_staff_only(team: Team, routing: None) -> None:
@@ -142,3 +160,25 @@ def test_the_spend_pages_are_for_staff_only(team: Team, routing: None) -> None:
         response = anonymous.get(url)
         assert response.status_code == 302 and "/login/" in response["location"]
     assert ApiKey.objects.count() == 1
+
+
+def test_spend_by_model_over_a_date_range_with_a_csv(console: Client, team: Team, spending: tuple[IssuedKey, IssuedKey]) -> None:
+    import csv
+    import io
+
+    url = reverse("admin:teams_team_spend", args=[team.pk])
+    html = console.get(url).content.decode()
+    table = html[html.index('id="spend-by-model"') :].split("</table>")[0]
+    # This period (today): the triage key's DLP refusal is a refusal, not usage.
+    assert re.search(r"<td>Triage</td><td>[^<]*</td><td>1</td><td>1</td>", table), table
+    assert "5.0800" not in table  # three days ago is outside today's period
+    today = timezone.localdate(timezone=team.zone())
+    wide = {"start": (today - timedelta(days=5)).isoformat(), "end": today.isoformat()}
+    html = console.get(url, wide).content.decode()
+    table = html[html.index('id="spend-by-model"') :].split("</table>")[0]
+    assert re.search(r"<td>Triage</td><td>[^<]*</td><td>2</td><td>1</td><td>0</td><td>0</td><td>5\.0800</td>", table), table
+    rows = list(csv.DictReader(io.StringIO(console.get(url, {**wide, "format": "csv"}).content.decode())))
+    assert sum(Decimal(r["spent_usd"]) for r in rows) == Decimal("5.50")
+    assert {r["key"] for r in rows} == {"Summariser", "Triage"}
+    backwards = console.get(url, {"start": today.isoformat(), "end": (today - timedelta(days=1)).isoformat()})
+    assert backwards.status_code == 200 and "ends before it starts" in backwards.content.decode()

@@ -1,19 +1,14 @@
 from __future__ import annotations
 
-import csv
-import io
-import json
 from datetime import UTC, datetime, time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from audit.selectors import EXPORT_FIELDS, audit_event_list
-
-JSON_COLUMNS = {"dlp", "attempts", "detail"}
+from audit.export import export_chunks
+from audit.selectors import audit_event_list
 
 
 def _moment(value: str | None, option: str) -> datetime | None:
@@ -44,24 +39,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         rows = audit_event_list(since=_moment(options["since"], "--since"), until=_moment(options["until"], "--until"))
-        if options["format"] == "jsonl":
-            for row in rows:
-                self.stdout.write(json.dumps(row, cls=DjangoJSONEncoder, ensure_ascii=False))
-            return
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(EXPORT_FIELDS)
-        for index, row in enumerate(rows, start=1):
-            writer.writerow(
-                [
-                    json.dumps(row[name], ensure_ascii=False)
-                    if name in JSON_COLUMNS
-                    else (row[name].isoformat() if isinstance(row[name], datetime) else row[name])
-                    for name in EXPORT_FIELDS
-                ]
-            )
-            if index % 1000 == 0:
-                self.stdout.write(buffer.getvalue(), ending="")
-                buffer.seek(0)
-                buffer.truncate()
-        self.stdout.write(buffer.getvalue(), ending="")
+        for chunk in export_chunks(rows, fmt=options["format"]):
+            self.stdout.write(chunk, ending="")
