@@ -162,3 +162,19 @@ def group_save(
             detail={"group": group.name, "created": created, "changed": changed},
         )
     return group
+
+
+@transaction.atomic
+def group_delete(*, group: Group, actor: AbstractBaseUser | None = None) -> None:
+    """Delete a group; its members lose the permissions it granted (staff status stays as it was)."""
+    members = list(group.user_set.all())
+    audit_governance_event(
+        event_type=EventType.GROUP_DELETED,
+        actor=actor,
+        detail={
+            "group": group.name,
+            "permissions": _names(group.permissions.all()),
+            "members": sorted(u.get_username() for u in members),
+        },
+    )
+    group.delete()

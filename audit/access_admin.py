@@ -14,7 +14,8 @@ from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .access import group_save, user_delete, user_save
+from .access import group_delete, group_save, user_delete, user_save
+from .actors import console_actor
 
 User = get_user_model()
 
@@ -29,7 +30,7 @@ class ConsoleUserAdmin(DjangoUserAdmin):
         data = form.cleaned_data
         user_save(
             user=form.instance,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=console_actor(request),
             groups=data.get("groups"),
             permissions=data.get("user_permissions"),
         )
@@ -37,11 +38,11 @@ class ConsoleUserAdmin(DjangoUserAdmin):
             self.save_formset(request, form, formset, change=change)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        user_delete(user=obj, actor=request.user)  # type: ignore[arg-type]
+        user_delete(user=obj, actor=console_actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for user in queryset:
-            user_delete(user=user, actor=request.user)  # type: ignore[arg-type]
+            user_delete(user=user, actor=console_actor(request))
 
 
 class GroupForm(forms.ModelForm):
@@ -72,10 +73,17 @@ class ConsoleGroupAdmin(DjangoGroupAdmin):
         data = form.cleaned_data
         group_save(
             group=form.instance,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=console_actor(request),
             permissions=data.get("permissions"),
             members=data.get("members"),
         )
+
+    def delete_model(self, request: HttpRequest, obj: Group) -> None:
+        group_delete(group=obj, actor=console_actor(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Group]) -> None:
+        for group in queryset:
+            group_delete(group=group, actor=console_actor(request))
 
 
 admin.site.unregister(User)

@@ -37,6 +37,7 @@ class EventType(models.TextChoices):
     USER_CHANGED = "user_changed", "Console user changed"
     USER_DELETED = "user_deleted", "Console user deleted"
     GROUP_CHANGED = "group_changed", "Console role (group) changed"
+    GROUP_DELETED = "group_deleted", "Console role (group) deleted"
     AUDIT_EXPORTED = "audit_exported", "Audit trail exported"
 
 

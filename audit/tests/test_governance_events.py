@@ -11,6 +11,7 @@ from django.urls import reverse
 from audit.access import APPROVER_GROUP, roles_ensure, user_groups_set
 from audit.models import AuditEvent
 from audit.services import AUDITOR_GROUP
+from audit.tests.logins import console_login
 from routing.models import Model
 from routing.services import model_save
 
@@ -82,7 +83,7 @@ def test_joining_a_role_group_from_the_group_page_grants_login_and_is_audited(co
     assert row.detail["changed"] == {"members": [[], ["carol"]]}
     # The freshly joined approver can log in and reach the teams page.
     client = Client()
-    assert client.login(username="carol", password="x-pass-1234567")
+    assert console_login(client, username="carol", password="x-pass-1234567")
     assert client.get(reverse("admin:teams_team_changelist")).status_code == 200
 
 
@@ -115,3 +116,14 @@ def test_a_price_change_is_recorded_field_by_field(approver, routing: None) -> N
     before = AuditEvent.objects.count()
     model_save(model=Model.objects.get(name="mock-small"), actor=approver)
     assert AuditEvent.objects.count() == before
+
+
+def test_deleting_a_group_in_the_console_is_audited_with_its_members(console: Client) -> None:
+    group = Group.objects.create(name="contractors")
+    dave = get_user_model().objects.create_user(username="dave", password="x-pass-1234567")
+    group.user_set.add(dave)
+    response = console.post(reverse("admin:auth_group_delete", args=[group.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Group.objects.filter(name="contractors").exists()
+    row = AuditEvent.objects.get(event_type="group_deleted")
+    assert row.actor == "alice" and row.detail == {"group": "contractors", "permissions": [], "members": ["dave"]}

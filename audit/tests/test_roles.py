@@ -11,6 +11,7 @@ from django.urls import reverse
 from alerts.models import Alert
 from audit.access import APPROVER_GROUP, roles_ensure, user_groups_set
 from audit.services import AUDITOR_GROUP
+from audit.tests.logins import console_login
 from teams.services import IssuedKey
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +23,7 @@ def member_of(group: str, username: str) -> Client:
     user_groups_set(user=user, groups=Group.objects.filter(name=group))
     client = Client()
     # A real login, not force_login: staff status must have followed the group.
-    assert client.login(username=username, password="a-long-pass-4321")
+    assert console_login(client, username=username, password="a-long-pass-4321")
     return client
 
 
