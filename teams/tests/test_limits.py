@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,7 +31,12 @@ PRICES: dict[str, Any] = {"input_price_per_mtok": Decimal("10"), "output_price_p
 
 def _key(team: Team, **limits: Any) -> KeyScope:
     issued = api_key_issue(
-        team=team, name="limited", system_prompt="Be brief.", models=["mock-small"], classification="sensitive", **limits
+        team=team,
+        name=f"limited {uuid.uuid4().hex[:6]}",  # one team may not hold two active keys of one name
+        system_prompt="Be brief.",
+        models=["mock-small"],
+        classification="sensitive",
+        **limits,
     )
     scope = api_key_authenticate(issued.plaintext)
     assert scope is not None
