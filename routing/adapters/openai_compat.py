@@ -98,7 +98,26 @@ class OllamaAdapter(_SystemRoleOnly):
     label = "Ollama"
 
 
-class AzureOpenAIAdapter(OpenAICompatibleAdapter):
+class AzureCredentials(HttpAdapter):
+    """Azure OpenAI's two ways in, for every Azure kind: a Microsoft Entra token when the backend
+    names one (`options.entra_token_env`), else the resource key in `api-key`."""
+
+    def _entra_token(self) -> str | None:
+        token_env = self.backend.options.get("entra_token_env")
+        return (os.environ.get(token_env) or None) if token_env else None
+
+    def headers(self) -> dict[str, str]:
+        if token := self._entra_token():
+            return {"Authorization": f"Bearer {token}"}
+        credential = self.backend.credential()
+        return {"api-key": credential} if credential else {}
+
+    def secrets(self) -> list[str]:
+        token = self._entra_token()
+        return [*super().secrets(), *([token] if token else [])]
+
+
+class AzureOpenAIAdapter(AzureCredentials, OpenAICompatibleAdapter):
     """Azure OpenAI: deployment-based URLs, `api-version` query, `api-key` header.
 
     `base_url` is the resource endpoint (https://NAME.openai.azure.com); the model's
@@ -118,18 +137,3 @@ class AzureOpenAIAdapter(OpenAICompatibleAdapter):
         version = self.backend.options.get("api_version", self.default_api_version)
         return f"{base}/openai/deployments/{deployment}{path}?api-version={version}"
 
-    def _entra_token(self) -> str | None:
-        token_env = self.backend.options.get("entra_token_env")
-        if not token_env:
-            return None
-        return os.environ.get(token_env) or None
-
-    def headers(self) -> dict[str, str]:
-        if token := self._entra_token():
-            return {"Authorization": f"Bearer {token}"}
-        credential = self.backend.credential()
-        return {"api-key": credential} if credential else {}
-
-    def secrets(self) -> list[str]:
-        token = self._entra_token()
-        return [*super().secrets(), *([token] if token else [])]

@@ -13,12 +13,12 @@ Response, ResponseStreamEvent, ResponseError, ResponseUsage).
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 from .base import UpstreamError
 from .http import HttpAdapter
+from .openai_compat import AzureCredentials
 from .openai_shapes import (
     ChunkWriter,
     completion,
@@ -367,7 +367,7 @@ class OpenAIResponsesAdapter(HttpAdapter):
         return self.stream(self.url(), payload, self.headers(), StreamTranslator(model=body.get("model", "")))
 
 
-class AzureOpenAIResponsesAdapter(OpenAIResponsesAdapter):
+class AzureOpenAIResponsesAdapter(AzureCredentials, OpenAIResponsesAdapter):
     """Azure OpenAI's v1 API: `{endpoint}/openai/v1/responses`, the deployment name as `model`,
     an `api-key` header (or an Entra ID bearer token from `options.entra_token_env`).
 
@@ -387,16 +387,3 @@ class AzureOpenAIResponsesAdapter(OpenAIResponsesAdapter):
         version = self.backend.options.get("api_version")
         return f"{base}/openai/v1/responses" + (f"?api-version={version}" if version else "")
 
-    def _entra_token(self) -> str | None:
-        token_env = self.backend.options.get("entra_token_env")
-        return (os.environ.get(token_env) or None) if token_env else None
-
-    def headers(self) -> dict[str, str]:
-        if token := self._entra_token():
-            return {"Authorization": f"Bearer {token}"}
-        credential = self.backend.credential()
-        return {"api-key": credential} if credential else {}
-
-    def secrets(self) -> list[str]:
-        token = self._entra_token()
-        return [*super().secrets(), *([token] if token else [])]
