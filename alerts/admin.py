@@ -79,7 +79,7 @@ class AlertAdmin(admin.ModelAdmin):
         if request.method != "POST" or not self.has_change_permission(request, alert):
             raise PermissionDenied
         note = request.POST.get("note", "").strip()
-        alert_acknowledge(alert=alert, by=request.user, note=note)  # type: ignore[arg-type]
+        alert_acknowledge(alert=alert, by=console_actor(request), note=note)
         self.message_user(request, "Alert acknowledged.", messages.SUCCESS)
         return redirect(reverse("admin:alerts_alert_change", args=[alert.pk]))
 

@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_date
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from .actors import console_actor
 from .export import FORMATS, export_chunks
 from .models import AuditEvent, Decision, EventType
 from .selectors import audit_event_list
@@ -278,11 +279,11 @@ class AuditEventAdmin(admin.ModelAdmin):
         # The changelist reads its filters from the query string; `format` is ours, not a filter.
         query = request.GET.copy()
         query.pop("format", None)
-        request.GET = query  # type: ignore[assignment]
+        request.GET = query  # type: ignore[assignment]  # a mutable copy where the stubs expect the immutable QueryDict
         rows = self.get_changelist_instance(request).get_queryset(request)
         audit_governance_event(
             event_type=EventType.AUDIT_EXPORTED,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=console_actor(request),
             detail={"format": fmt, "filters": query.dict()},
             client_ip=request.META.get("REMOTE_ADDR"),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),

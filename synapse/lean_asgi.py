@@ -88,7 +88,7 @@ class ApiASGIHandler(ASGIHandler):
     async def _refuse_unread(self, request: HttpRequest, refused: GatewayError, send: Any) -> None:
         """Answer a request whose body was not read to its end (the view audits the refusal),
         then close the connection instead of reading the rest."""
-        request.synapse_body_error = refused  # type: ignore[attr-defined]
+        request.synapse_body_error = refused  # type: ignore[attr-defined]  # ours, read by the view with getattr
         with shutdown.inflight():
             response = await self.run_get_response(request)
             response["Connection"] = "close"

@@ -167,11 +167,11 @@ class TeamAdmin(admin.ModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def delete_model(self, request: HttpRequest, obj: Team) -> None:
-        team_delete(team=obj, actor=request.user)  # type: ignore[arg-type]
+        team_delete(team=obj, actor=console_actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
         for team in queryset:
-            team_delete(team=team, actor=request.user)  # type: ignore[arg-type]
+            team_delete(team=team, actor=console_actor(request))
 
     def get_urls(self) -> list[Any]:
         return [
@@ -314,7 +314,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return redirect(change_url)
         form = RevokeKeyForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            api_key_revoke(api_key=api_key, revoked_by=request.user, reason=form.cleaned_data["reason"])  # type: ignore[arg-type]
+            api_key_revoke(api_key=api_key, revoked_by=console_actor(request), reason=form.cleaned_data["reason"])
             self.message_user(request, f"Key '{api_key.name}' revoked; it is refused from its next request.", messages.SUCCESS)
             return redirect(change_url)
         context = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -95,7 +97,7 @@ def test_the_revoke_action_revokes_and_audits(console: Client, sensitive_key: Is
     assert AuditEvent.objects.filter(event_type="key_revoked", actor="alice").count() == 1
 
 
-def _issue(console: Client, team: Team, name: str) -> object:
+def _issue(console: Client, team: Team, name: str) -> Any:
     return console.post(
         reverse("admin:teams_team_issue_key", args=[team.pk]),
         {
@@ -109,14 +111,14 @@ def _issue(console: Client, team: Team, name: str) -> object:
 
 
 def test_two_active_keys_cannot_share_a_name_in_one_team(console: Client, team: Team, routing: None) -> None:
-    assert _issue(console, team, "Triage bot").status_code == 302  # type: ignore[attr-defined]
+    assert _issue(console, team, "Triage bot").status_code == 302
     second = _issue(console, team, "triage bot")
-    assert second.status_code == 200  # type: ignore[attr-defined]
-    assert "already has an active key" in str(second.context["form"].errors["name"])  # type: ignore[attr-defined]
+    assert second.status_code == 200
+    assert "already has an active key" in str(second.context["form"].errors["name"])
     assert ApiKey.objects.count() == 1
     # Once the first is revoked, the name is free again.
     api_key_revoke(api_key=ApiKey.objects.get(), reason="rotated")
-    assert _issue(console, team, "Triage bot").status_code == 302  # type: ignore[attr-defined]
+    assert _issue(console, team, "Triage bot").status_code == 302
 
 
 def test_revoke_from_the_key_page_asks_for_a_reason_and_audits_it(console: Client, sensitive_key: IssuedKey) -> None:
@@ -250,7 +252,7 @@ def test_the_dashboard_shows_totals_top_keys_top_dlp_and_an_issue_key_button(con
 
 def test_the_reveal_needs_both_halves_in_the_same_browser(console: Client, team: Team, routing: None) -> None:
     response = _issue(console, team, "Half")
-    url = response["Location"]  # type: ignore[index]
+    url = response["Location"]
     console.cookies.pop("synapse_reveal")
     page = console.get(url)
     assert page.status_code == 200 and page.context["plaintext"] == ""
