@@ -222,6 +222,9 @@ def main() -> None:
                                 break
                         except httpx.TransportError:
                             time.sleep(0.5)
+                    # uvicorn's supervisor restarts a worker that starts slowly (LiteLLM imports for
+                    # seconds): the first answer may come from one worker while the other restarts.
+                    time.sleep(15)
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
                     results[f"LiteLLM proxy {LITELLM_VERSION}"] = (
                         sequential_p50(url, json_headers),
