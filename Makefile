@@ -53,7 +53,9 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	SYNAPSE_SECRET_KEY=lint-only-not-a-secret $(BIN)/mypy
 
+# The peer benchmark loads the servers with wrk when it can (else a slower httpx loop).
 bench: $(VENV)/.dev
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq wrk) || echo "wrk not installed: the peer benchmark uses an httpx load loop"
 	@for script in bench/*_bench.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:

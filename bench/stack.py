@@ -48,7 +48,8 @@ def wait_http(url: str, ok: set[int]) -> None:
 
 
 @contextmanager
-def governed_stack(db_name: str, *, workers: int = 2) -> Iterator[Stack]:
+def governed_stack(db_name: str, *, workers: int = 2, limits: dict[str, str] | None = None) -> Iterator[Stack]:
+    """`limits`: issue_key's limit flags for the key, e.g. {"rpm": "1000000", "budget": "1000000"}."""
     database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
@@ -76,7 +77,8 @@ def governed_stack(db_name: str, *, workers: int = 2) -> Iterator[Stack]:
         subprocess.run([*manage, "import_routing", str(routing)], cwd=ROOT, env=env, check=True, capture_output=True)
         issued = subprocess.run(
             [*manage, "issue_key", "--team", "bench", "--create-team", "--name", "bench", "--models", "bench-model",
-             "--classification", "sensitive", "--system-prompt", "You are a benchmark.", "--json"],
+             "--classification", "sensitive", "--system-prompt", "You are a benchmark.", "--json",
+             *[arg for flag, value in (limits or {}).items() for arg in (f"--{flag}", value)]],
             cwd=ROOT, env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
         processes.append(

@@ -1,11 +1,22 @@
-"""Database work from async code: one thread hop per call, connection returned afterwards."""
+"""Database work from async code: one thread hop per call, connection returned afterwards.
+
+The hops run on a long-lived, bounded pool of threads per worker process (SYNAPSE_DB_THREADS,
+default the database pool's size): a thread per request — asgiref's thread-sensitive executor
+inside a `ThreadSensitiveContext` — costs a thread start on the event loop and a join at the
+request's end. Hops of one request may run on different pool threads; each hop returns its
+connection to the psycopg pool, so no state is carried between hops on a thread anyway.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import AsyncToSync, sync_to_async
+from django.conf import settings
 from django.db import close_old_connections, connection
 from psycopg_pool.base import AttemptWithBackoff
 
@@ -37,5 +48,33 @@ def _released(fn: Callable[P, T]) -> Callable[P, T]:
     return run
 
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def db_threads() -> int:
+    """How many database threads a worker keeps: SYNAPSE_DB_THREADS, else the pool's max size
+    (a thread more than the pool has connections would only wait for one)."""
+    configured = os.environ.get("SYNAPSE_DB_THREADS", "").strip()
+    if configured:
+        return max(1, int(configured))
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    return int(pool.get("max_size", 20)) if isinstance(pool, dict) else 20
+
+
+def executor() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=db_threads(), thread_name_prefix="synapse-db")
+    return _executor
+
+
 async def run_db(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-    return await sync_to_async(_released(fn))(*args, **kwargs)
+    # Called from sync code through async_to_sync (Django's sync test client, a management
+    # command), the hop runs on that calling thread, as asgiref's thread-sensitive mode does:
+    # a test's transaction lives on that thread's connection and the hop must see it.
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return await sync_to_async(_released(fn))(*args, **kwargs)
+    return await sync_to_async(_released(fn), thread_sensitive=False, executor=executor())(*args, **kwargs)

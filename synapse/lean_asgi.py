@@ -19,7 +19,6 @@ import io
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
@@ -57,8 +56,10 @@ class ApiASGIHandler(ASGIHandler):
         return response
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        async with ThreadSensitiveContext():
-            await self._handle_lean(scope, receive, send)
+        # No ThreadSensitiveContext (Django's handler opens one per request): it starts an OS
+        # thread per request and joins it at the end. The database hops run on the worker's
+        # long-lived pool instead (`synapse.db.run_db`).
+        await self._handle_lean(scope, receive, send)
 
     async def _read_bounded(self, scope: dict[str, Any], receive: Any) -> tuple[io.BytesIO, GatewayError | None]:
         """The body, in memory and never past SYNAPSE_MAX_BODY_BYTES: a declared length over the

@@ -197,9 +197,14 @@ def _record(ctx: RequestContext, disconnected: bool = False) -> None:
     """Everything written after the upstream call, in one thread hop (settlement + audit row).
 
     Runs once per request. A client that goes away while the row is being written makes the
-    pipeline call this again; calls for one request run in order on one thread (asgiref's
-    thread-sensitive executor), so the second call sees `audited` and leaves the row alone.
+    pipeline call this again, possibly on another database thread; the request's lock makes it
+    wait for the first call, so it sees `audited` and leaves the row alone.
     """
+    with ctx.record_lock:
+        _record_once(ctx, disconnected)
+
+
+def _record_once(ctx: RequestContext, disconnected: bool) -> None:
     if ctx.audited:
         return
     if disconnected:

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from .views import chat
+
+urlpatterns = [path("v1/chat/completions", chat)]

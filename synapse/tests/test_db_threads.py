@@ -1,0 +1,88 @@
+"""Database hops run on the worker's long-lived thread pool: no OS thread per request (issue 16)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from synapse import db
+from synapse.context import RequestContext
+from synapse.lean_asgi import ApiASGIHandler
+from synapse.pipeline import _record
+from teams.services import IssuedKey
+
+CHAT = {"model": "mock-small", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fifty_requests_reuse_the_pool_threads(sensitive_key: IssuedKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    hop_threads: list[threading.Thread] = []
+    released = db._released
+
+    def recording(fn: Callable[..., Any]) -> Callable[..., Any]:
+        inner = released(fn)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            hop_threads.append(threading.current_thread())
+            return inner(*args, **kwargs)
+
+        return run
+
+    monkeypatch.setattr(db, "_released", recording)
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted_start(self: threading.Thread) -> None:
+        started.append(self.name)
+        start(self)
+
+    async def fifty() -> list[int]:
+        transport = httpx.ASGITransport(app=ApiASGIHandler())  # type: ignore[arg-type]  # Django types the scope dict, httpx MutableMapping
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            headers = {"authorization": f"Bearer {sensitive_key.plaintext}"}
+            await client.post("/v1/chat/completions", json=CHAT, headers=headers)  # the pool's first thread starts here
+            monkeypatch.setattr(threading.Thread, "start", counted_start)
+            return [(await client.post("/v1/chat/completions", json=CHAT, headers=headers)).status_code for _ in range(50)]
+
+    # asyncio.run, not async_to_sync: a sync caller's thread would take the hops itself.
+    statuses = asyncio.run(fifty())
+    assert statuses == [200] * 50
+    assert AuditEvent.objects.filter(event_type="request").count() == 51
+    assert len(hop_threads) >= 100  # two hops a request: key + route, then the audit row
+    assert {t.name.split("_")[0] for t in hop_threads} == {"synapse-db"}
+    assert len({t.ident for t in hop_threads}) <= db.db_threads()
+    # The pool may still grow towards its size (a hop can be submitted before the last one's
+    # thread counts itself idle); it never starts a thread per request.
+    assert len(started) <= db.db_threads() < 50
+    assert all(name.startswith("synapse-db") for name in started)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_audit_call_for_one_request_waits_for_the_first_and_writes_nothing() -> None:
+    def context(n: int) -> RequestContext:
+        return RequestContext(
+            request_id=f"req_twice_{n}", endpoint="chat.completions", method="POST", path="/v1/chat/completions",
+            client_ip="127.0.0.1", user_agent="t", received_at=timezone.now(),
+        )  # fmt: skip
+
+    contexts = [context(n) for n in range(5)]
+
+    async def twice(ctx: RequestContext) -> None:
+        # The pipeline's disconnect path: the first write still running, a second call arrives.
+        await asyncio.gather(db.run_db(_record, ctx), db.run_db(_record, ctx, True))
+
+    async def all_twice() -> None:
+        for ctx in contexts:
+            await twice(ctx)
+
+    asyncio.run(all_twice())
+    for ctx in contexts:
+        assert ctx.audited
+        assert AuditEvent.objects.filter(request_id=ctx.request_id).count() == 1
