@@ -303,55 +303,52 @@ def _auth_failures(rule: AnomalyRule, *, client_ip: str, at: datetime) -> Alert 
     )
 
 
-def _key_rows_in_window(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> QuerySet[AuditEvent]:
+def _key_incident(rule: AnomalyRule, *, key: KeyScope, at: datetime, matching: Q) -> tuple[QuerySet[AuditEvent], int] | None:
+    """The key's rows in the rule's window that match, once there are `threshold` of them and this
+    caller has claimed the incident (the others wait out the cooldown); else None."""
+    subject = f"key:{key.key_id}"
+    if _cooling(rule.kind, subject):
+        return None
     since = at - timedelta(minutes=rule.window_minutes)
-    return AuditEvent.objects.filter(key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at)
+    rows = AuditEvent.objects.filter(matching, key_id=key.key_id, occurred_at__gte=since, occurred_at__lte=at)
+    count = rows.count()
+    if count < rule.threshold or not _claim(rule.kind, subject, rule):
+        return None
+    return rows, count
+
+
+def _key_alert(rule: AnomalyRule, *, key: KeyScope, at: datetime, title: str, detail: dict[str, Any]) -> Alert | None:
+    return alert_fire(
+        kind=AlertKind(rule.kind),
+        severity=rule.severity,
+        title=title,
+        subject=f"key:{key.key_id}",
+        team_id=key.team_id,
+        key_id=key.key_id,
+        detail={**detail, "window_minutes": rule.window_minutes},
+        at=at,
+    )
 
 
 def _dlp_blocks(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | None:
-    subject = f"key:{key.key_id}"
-    if _cooling(AlertKind.DLP_BLOCKS, subject):
+    incident = _key_incident(rule, key=key, at=at, matching=Q(event_type__in=COUNTED_EVENTS, decision__in=DLP_BLOCKS))
+    if incident is None:
         return None
-    rows = _key_rows_in_window(rule, key=key, at=at)
-    blocks = rows.filter(event_type__in=COUNTED_EVENTS, decision__in=DLP_BLOCKS).count()
-    if blocks < rule.threshold or not _claim(AlertKind.DLP_BLOCKS, subject, rule):
-        return None
-    return alert_fire(
-        kind=AlertKind.DLP_BLOCKS,
-        severity=rule.severity,
-        title=f"{blocks} DLP blocks for key '{key.name}' within {rule.window_minutes} min",
-        subject=subject,
-        team_id=key.team_id,
-        key_id=key.key_id,
-        detail={"blocks": blocks, "window_minutes": rule.window_minutes, "monitor": key.is_monitor},
-        at=at,
-    )
+    _, blocks = incident
+    title = f"{blocks} DLP blocks for key '{key.name}' within {rule.window_minutes} min"
+    return _key_alert(rule, key=key, at=at, title=title, detail={"blocks": blocks, "monitor": key.is_monitor})
 
 
 def _tool_refusals(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | None:
     """An agent that keeps reaching for tools it may not use (or feeding them secrets): often a
     prompt injection steering it, or a key issued for a narrower job than the one it is doing."""
-    subject = f"key:{key.key_id}"
-    if _cooling(AlertKind.TOOL_REFUSALS, subject):
+    incident = _key_incident(rule, key=key, at=at, matching=Q(event_type=EventType.TOOL_CALL, decision__in=TOOL_REFUSALS))
+    if incident is None:
         return None
-    refused = _key_rows_in_window(rule, key=key, at=at).filter(event_type=EventType.TOOL_CALL, decision__in=TOOL_REFUSALS)
-    count = refused.count()
-    if count < rule.threshold or not _claim(AlertKind.TOOL_REFUSALS, subject, rule):
-        return None
-    return alert_fire(
-        kind=AlertKind.TOOL_REFUSALS,
-        severity=rule.severity,
-        title=f"{count} refused tool calls for key '{key.name}' within {rule.window_minutes} min",
-        subject=subject,
-        team_id=key.team_id,
-        key_id=key.key_id,
-        detail={
-            "refusals": count,
-            "window_minutes": rule.window_minutes,
-            "tools": sorted(set(refused.values_list("model", flat=True)[:50])),
-        },
-        at=at,
-    )
+    refused, count = incident
+    tools = sorted(set(refused.values_list("model", flat=True)[:50]))
+    title = f"{count} refused tool calls for key '{key.name}' within {rule.window_minutes} min"
+    return _key_alert(rule, key=key, at=at, title=title, detail={"refusals": count, "tools": tools})
 
 
 def _limit_breach(rule: AnomalyRule, *, key: KeyScope, decision: Decision, at: datetime) -> Alert | None:
