@@ -65,8 +65,8 @@ from .schemas import check_fields, first_error, validate_chat, validate_embeddin
 from .shutdown import disconnect_verdict
 from .tool_policy import tools_admit, undeclared_call
 from .wire import StreamEncoder, Wire
-from .wire.chat import ChatWire
-from .wire.messages import MessagesWire, count_tokens_response
+from .wire.doors import CHAT, MESSAGES
+from .wire.messages import count_tokens_response
 from .wire.messages_request import to_chat_for_count
 
 logger = logging.getLogger("synapse.pipeline")
@@ -323,7 +323,6 @@ def _upstream_error(ctx: RequestContext, exc: UpstreamError) -> GatewayError:
 
 # ── endpoints ──────────────────────────────────────────────────────────────────────────
 
-CHAT = ChatWire()
 # The doors that speak chat inside (their bodies are canonical chat once translated).
 CHAT_ENDPOINTS = frozenset({"chat.completions", "responses", "messages"})
 # The ones whose content reaches a backend: scanned by DLP and counted by the limits.
@@ -343,11 +342,9 @@ async def embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | G
     return await _guarded(ctx, CHAT, _embeddings, raw_key, body)
 
 
-async def count_tokens(
-    ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError, wire: MessagesWire
-) -> HttpResponseBase:
-    """What a request would cost in input tokens, as the model would see it (bound prompt included)."""
-    return await _guarded(ctx, wire, _count_tokens, raw_key, body, wire)
+async def count_tokens(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
+    """What a Messages request would cost in input tokens, as the model would read it (bound prompt included)."""
+    return await _guarded(ctx, MESSAGES, _count_tokens, raw_key, body)
 
 
 async def list_models(ctx: RequestContext, raw_key: str) -> HttpResponseBase:
@@ -472,9 +469,7 @@ async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | 
     return await _served(ctx, result)
 
 
-async def _count_tokens(
-    ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError, wire: MessagesWire
-) -> HttpResponseBase:
+async def _count_tokens(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
     # No upstream call and no tokens spent: no limits held, no DLP (nothing leaves the gateway).
     route = await _admit(ctx, raw_key, body, to_chat_for_count, validate_chat)
     assert ctx.key is not None

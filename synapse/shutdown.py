@@ -94,7 +94,7 @@ async def cut(tasks: list[asyncio.Task[Any]], state: ResponseState) -> None:
             return
         # Imported here (see disconnect_verdict); the door decides the shape of the last word.
         from .errors import Decision, GatewayError
-        from .views import wire_for_path
+        from .wire.doors import wire_for_path
 
         refusal = GatewayError(
             status=503, message=CUT_MESSAGE, type="api_error", code="server_shutdown", decision=Decision.CUT_AT_SHUTDOWN,

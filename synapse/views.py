@@ -19,17 +19,9 @@ from .errors import GatewayError, bad_host, method_not_allowed, not_found, paylo
 from .schemas import parse_json_object
 from .wire import Wire
 from .wire.chat import ChatWire
+from .wire.doors import CHAT, MESSAGES, RESPONSES, wire_for_path
 from .wire.messages import MessagesWire
 from .wire.responses import ResponsesWire
-
-CHAT, RESPONSES, MESSAGES = ChatWire(), ResponsesWire(), MessagesWire()
-
-
-def wire_for_path(path: str) -> Wire:
-    """The door a path belongs to, for answers made outside its view (a cut at shutdown)."""
-    if path.startswith("/v1/messages"):
-        return MESSAGES
-    return RESPONSES if path.startswith("/v1/responses") else CHAT
 
 
 def _context(request: HttpRequest, endpoint: str) -> RequestContext:
@@ -172,7 +164,7 @@ class CountTokensView(_V1View):
     async def post(self, request: Request) -> HttpResponseBase:
         django_request = request._request
         ctx = _context(django_request, self.endpoint)
-        return _tagged(await pipeline.count_tokens(ctx, _api_key(django_request), _read_body(django_request), MESSAGES), ctx)
+        return _tagged(await pipeline.count_tokens(ctx, _api_key(django_request), _read_body(django_request)), ctx)
 
 
 class EmbeddingsView(_V1View):
