@@ -77,7 +77,7 @@ def _normal_ip(value: str) -> str | None:
         return None  # e.g. a unix-socket peer: no address to record
 
 
-def _normalise(values: dict[str, Any]) -> dict[str, Any]:
+def normalise_values(values: dict[str, Any]) -> dict[str, Any]:
     """Coerce values to exactly what the database stores, so the digest computed now is the
     digest `verify_audit` recomputes from the stored row."""
     unknown = set(values) - set(CHAINED_FIELDS)
@@ -112,7 +112,7 @@ def _normalise(values: dict[str, Any]) -> dict[str, Any]:
 
 def audit_event_append(*, values: dict[str, Any]) -> AuditEvent:
     """Append one row to the chain; raises if it cannot be written durably."""
-    row = _normalise(values)
+    row = normalise_values(values)
     digest = content_digest(row)
     alias = router.db_for_write(AuditEvent)
     if connections[alias].vendor == "postgresql":

@@ -97,20 +97,20 @@ def _plain_model() -> Any:
 def _plain_insert(model: Any, ctx: Any, seq: int) -> None:
     """The same row and the same work, into the copy without the chain trigger."""
     from audit.chain import content_digest
-    from audit.services import _normalise, request_values
+    from audit.services import normalise_values, request_values
     from synapse.audit_record import request_record
 
-    row = _normalise(request_values(request_record(ctx)))
+    row = normalise_values(request_values(request_record(ctx)))
     model.objects.create(**row, seq=seq, prev_hash="0" * 64, row_hash=content_digest(row))
 
 
 def _python_side(ctx: Any) -> None:
     """Everything `audit_record_request` does except the INSERT."""
     from audit.chain import content_digest
-    from audit.services import _normalise, request_values
+    from audit.services import normalise_values, request_values
     from synapse.audit_record import request_record
 
-    content_digest(_normalise(request_values(request_record(ctx))))
+    content_digest(normalise_values(request_values(request_record(ctx))))
 
 
 def _timed(fn: Any, n: int) -> list[float]:

@@ -33,6 +33,9 @@ def _integer(value: Any) -> int:
 class CounterCache(BaseCache):
     """LOCATION: the table (default `synapse_counter`); OPTIONS["DATABASE"]: the connection alias."""
 
+    # Its writes join the caller's transaction (a rolled-back hop takes its holds with it).
+    transactional = True
+
     def __init__(self, location: str, params: dict[str, Any]) -> None:
         super().__init__(params)
         self._table = location or "synapse_counter"

@@ -8,7 +8,7 @@ stores keyed hashes of them, never the text).
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -93,9 +93,9 @@ class RequestContext:
     monitored: list[GatewayError] = field(default_factory=list)  # refusals monitor mode let through
     audited: bool = False  # the request's one audit row is written; set by the pipeline only
     database_unreachable: bool = False  # the first hop could not connect: the audit write is not tried
-    # Held by the audit hop: a second call (client gone mid-write) may run on another database
-    # thread, and must wait for the first to finish so it sees `audited`.
-    record_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # The write of the request's row, once started: a second call (the client went away while
+    # the row was being written) waits for it instead of writing another.
+    audit_write: asyncio.Future[None] | None = field(default=None, repr=False, compare=False)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -71,10 +71,21 @@ def executor() -> ThreadPoolExecutor:
     return _executor
 
 
+def on_caller_thread() -> bool:
+    """Whether database work runs on the calling thread: async code called from sync code
+    (Django's sync test client, a management command) must see that thread's transaction."""
+    return getattr(AsyncToSync.executors, "current", None) is not None
+
+
+def released(fn: Callable[P, T]) -> Callable[P, T]:
+    """`fn` for a worker thread outside the request's hops: its connection goes back to the pool."""
+    return _released(fn)
+
+
 async def run_db(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     # Called from sync code through async_to_sync (Django's sync test client, a management
     # command), the hop runs on that calling thread, as asgiref's thread-sensitive mode does:
     # a test's transaction lives on that thread's connection and the hop must see it.
-    if getattr(AsyncToSync.executors, "current", None) is not None:
+    if on_caller_thread():
         return await sync_to_async(_released(fn))(*args, **kwargs)
     return await sync_to_async(_released(fn), thread_sensitive=False, executor=executor())(*args, **kwargs)

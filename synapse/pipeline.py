@@ -8,9 +8,11 @@
     6 audit/    record the finished context, durably, before the client gets the answer;
                 then the anomaly rules (alerts/)
 
-Layers never import this module. Database work is grouped so a request makes two thread
-hops: one before the upstream call (key, route, DLP policy and prompt scan, limit holds) and
-one after it (settlement, the audit row, the anomaly rules).
+Layers never import this module. Database work is grouped so a request makes two
+transactions: one thread hop before the upstream call (key, route, DLP policy and prompt scan,
+limit holds), and its audit row, which the process's audit writer commits together with the
+rows of the requests finishing at the same moment, with their limit settlements
+(audit/group_commit.py). The anomaly rules run after that, off the response path.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError
+from django.db import DatabaseError, OperationalError, transaction
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from audit.services import audit_record_request
+from audit.group_commit import audit_append_with, group_commit_enabled, group_committer
+from audit.services import request_values
 from dlp.engine import Action, Direction
 from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
 from dlp.selectors import dlp_policy
@@ -34,15 +39,15 @@ from routing.boundary import may_reach
 from routing.dispatch import AttemptRecord, Dispatcher, dispatch
 from routing.selectors import Route, route_for_key
 from routing.services import backend_health_settle
-from teams.limits import limits_reserve, limits_settle
+from teams.limits import Settlement, SpendLevel, limits_reserve, limits_settle_many
 from teams.scope import bind_system_prompt
 from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate
 from teams.tokens import count_chat, count_output
 
-from .anomalies import anomalies_observe
+from .anomalies import anomalies_observe, anomalies_submit
 from .audit_record import request_record
 from .context import Attempt, DlpFinding, RequestContext
-from .db import run_db
+from .db import on_caller_thread, run_db
 from .errors import (
     Decision,
     GatewayError,
@@ -78,6 +83,12 @@ _MILLION = Decimal(1_000_000)
 
 
 def _load_scope(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope | None, Route | None]:
+    # One transaction for the hop's reads and holds: one commit, not one per statement.
+    with transaction.atomic():
+        return _scope_and_holds(raw_key, model, ctx)
+
+
+def _scope_and_holds(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope | None, Route | None]:
     scope = api_key_authenticate(raw_key) if raw_key else None
     route = route_for_key(key_id=scope.key_id, model=model) if scope is not None and model else None
     if scope is not None and route is not None and ctx.endpoint in GOVERNED_ENDPOINTS:
@@ -97,6 +108,10 @@ def _load_scope(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope
             system_prompt=scope.system_prompt if ctx.endpoint in CHAT_ENDPOINTS else "",
             now=ctx.received_at,
         )
+        if ctx.reservation.unavailable and ctx.reservation.rolled_back_with_transaction():
+            # The counter store failed inside this transaction: roll it back whole, so the
+            # request holds nothing settlement would later correct.
+            transaction.set_rollback(True)
     return scope, route
 
 
@@ -190,60 +205,87 @@ def _stream_verdict(ctx: RequestContext, guard: StreamFilter | None) -> GatewayE
     return None
 
 
-# ── stage 6: audit (one thread hop) ────────────────────────────────────────────────────
+# ── stage 6: audit ──────────────────────────────────────────────────────────────────────
 
 
-def _record(ctx: RequestContext, disconnected: bool = False) -> None:
-    """Everything written after the upstream call, in one thread hop (settlement + audit row).
+@dataclass(frozen=True, slots=True)
+class _Settles:
+    """What a request's audit row commits with: its limit settlement, and what its tries
+    taught the circuit breaker (usually nothing)."""
 
-    Runs once per request. A client that goes away while the row is being written makes the
-    pipeline call this again, possibly on another database thread; the request's lock makes it
-    wait for the first call, so it sees `audited` and leaves the row alone.
-    """
-    with ctx.record_lock:
-        _record_once(ctx, disconnected)
+    settlement: Settlement | None
+    health: tuple[tuple[str, str, str], ...]
 
 
-def _record_once(ctx: RequestContext, disconnected: bool) -> None:
-    if ctx.audited:
-        return
-    if disconnected:
-        ctx.reject(**disconnect_verdict())  # the client left, or the worker cut it at shutdown
-    # Settle the limit holds (never raises); the budget alerts below need the spend it returns.
-    spend = _settle(ctx)
-    # Circuit breaker: what this request's tries taught about its backends (usually nothing).
-    if events := [(a.backend, a.health, a.outcome) for a in ctx.attempts if a.health]:
+def _settle_with_rows(payloads: list[_Settles]) -> list[list[SpendLevel]]:
+    """The companion write of a batch of audit rows (audit.group_commit), in their transaction:
+    every settlement at once (counters in their lock order), then the breaker's backends by name,
+    so concurrent batches never wait on each other's rows. Returns each request's budget levels."""
+    settlements = [p.settlement for p in payloads if p.settlement is not None]
+    levels = iter(limits_settle_many(settlements))
+    if events := sorted(event for p in payloads for event in p.health):
         backend_health_settle(events=events)
-    with audit_observed(ctx):  # metrics + the request's log line, once its row exists
-        audit_record_request(record=request_record(ctx))
-    ctx.audited = True
-    anomalies_observe(ctx, spend=spend)  # after the row: the rules count audit rows, this one included
+    return [next(levels) if p.settlement is not None else [] for p in payloads]
 
 
-def _settle(ctx: RequestContext) -> list[Any]:
-    """Correct the request's limit holds to its real usage; never fails the audit write."""
-    if ctx.reservation is None:
-        return []
-    try:
-        return limits_settle(
+def _settles(ctx: RequestContext) -> _Settles:
+    settlement = None
+    if ctx.reservation is not None:
+        settlement = Settlement(
             ctx.reservation,
             prompt_tokens=ctx.prompt_tokens,
             completion_tokens=ctx.completion_tokens,
             cost=ctx.cost,
             reached_upstream=any(not a.outcome.startswith("skipped_") for a in ctx.attempts),
         )
-    except Exception:
-        logger.exception("limits settlement failed for %s", ctx.request_id)
-        return []
+    return _Settles(settlement, tuple((a.backend, a.health, a.outcome) for a in ctx.attempts if a.health))
+
+
+def _row_values(ctx: RequestContext) -> dict[str, Any]:
+    return request_values(request_record(ctx))
+
+
+def _append_here(ctx: RequestContext, settles: _Settles) -> list[SpendLevel]:
+    levels: list[SpendLevel] = audit_append_with(values=_row_values(ctx), companion=_settle_with_rows, payload=settles)
+    return levels or []
+
+
+async def _write_row(ctx: RequestContext) -> None:
+    """The request's one row, durable, with its settlement; then the anomaly rules, queued."""
+    settles = _settles(ctx)
+    with audit_observed(ctx):  # metrics + the request's log line, once its row exists
+        if on_caller_thread() or not group_commit_enabled():
+            # A caller that owns the transaction (a test, a management command) or SQLite.
+            levels = await run_db(_append_here, ctx, settles)
+        else:
+            row = group_committer().submit(values=partial(_row_values, ctx), companion=_settle_with_rows, payload=settles)
+            levels = await asyncio.wrap_future(row) or []
+    ctx.audited = True
+    # After the row: the rules count audit rows, this one included.
+    if on_caller_thread():
+        await run_db(anomalies_observe, ctx, spend=levels)
+    else:
+        anomalies_submit(ctx, spend=levels)
 
 
 async def _audit(ctx: RequestContext, *, disconnected: bool = False) -> bool:
-    """Write the row; False if it could not be written (the caller must not serve content)."""
+    """Write the row; False if it could not be written (the caller must not serve content).
+
+    Runs once per request: a second call (the client went away while the row was being
+    written) waits for the first write rather than start another.
+    """
     if ctx.database_unreachable:
         logger.error("audit row of %s not written: the database is unreachable", ctx.request_id)
         return False
+    if ctx.audit_write is None:
+        if disconnected:
+            ctx.reject(**disconnect_verdict())  # the client left, or the worker cut it at shutdown
+        ctx.audit_write = asyncio.ensure_future(_write_row(ctx))
     try:
-        await run_db(_record, ctx, disconnected)
+        # Shielded: a client that leaves now must not stop the row being written.
+        await asyncio.shield(ctx.audit_write)
+    except asyncio.CancelledError:
+        raise
     except Exception:
         logger.exception("audit write failed for %s", ctx.request_id)
         return False

@@ -195,6 +195,9 @@ SYNAPSE = {
     "DLP_STREAM_WINDOW": env.int("SYNAPSE_DLP_STREAM_WINDOW", default=1024),
     # Bearer token GET /metrics requires; empty: /metrics is open (keep it off the public network).
     "METRICS_TOKEN": env.str("SYNAPSE_METRICS_TOKEN", default=""),
+    # PostgreSQL: the audit rows of requests finishing together commit in one transaction
+    # (audit/group_commit.py). Off: each request commits its own row, as on SQLite.
+    "AUDIT_GROUP_COMMIT": env.bool("SYNAPSE_AUDIT_GROUP_COMMIT", default=True),
 }
 
 # The counter store behind rate limits, token reservations and spend (docs/LIMITS.md):

@@ -123,6 +123,15 @@ class Reservation:
     unavailable: bool = False
     settled: bool = False
 
+    def rolled_back_with_transaction(self) -> bool:
+        """Forget the holds if the counter store is the database (they go with a rolled-back
+        transaction); True then. Redis holds outlive a failure and are settled as usual."""
+        if not getattr(caches[COUNTERS], "transactional", False):
+            return False
+        self.token_holds.clear()
+        self.spend_holds.clear()
+        return True
+
     @property
     def reserved_tokens(self) -> int:
         return (self.prompt.tokens if self.prompt else 0) + self.completion_cap
@@ -345,6 +354,23 @@ def _spend_add(budget: BudgetScope, amount: int, *, now: datetime) -> int:
 # ── settle ──────────────────────────────────────────────────────────────────────────────
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One request's real usage, to correct its holds with."""
+
+    reservation: Reservation
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost: Decimal | None
+    reached_upstream: bool
+
+
+# The order counter rows are locked in: a transaction that updates several (a reservation, or
+# a batch of settlements committed with their audit rows) takes them in this order, token
+# counters before spend counters, each kind by key, so two never wait on each other.
+_TOKENS, _SPEND = 0, 1
+
+
 def limits_settle(
     reservation: Reservation,
     *,
@@ -358,22 +384,48 @@ def limits_settle(
     A request that never reached a backend used nothing. One that did but reported no usage
     keeps its holds (the worst case is the only honest figure then).
     """
-    if reservation.settled:
-        return []
-    reservation.settled = True
+    settlement = Settlement(reservation, prompt_tokens, completion_tokens, cost, reached_upstream)
+    return limits_settle_many([settlement])[0]
+
+
+def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
+    """Settle several requests at once (the audit group commit's companion write): the
+    corrections to one counter are summed into one statement, and counters are updated in
+    the lock order above. Returns each request's budget levels, in order."""
+    deltas: dict[tuple[int, str], int] = {}
+    spent: list[list[tuple[Hold, int]]] = []
+    for settlement in settlements:
+        reservation = settlement.reservation
+        spent.append([])
+        if reservation.settled:
+            continue
+        reservation.settled = True
+        usage_known = settlement.prompt_tokens is not None or settlement.completion_tokens is not None
+        for hold in reservation.token_holds:
+            if usage_known:
+                used = (settlement.prompt_tokens or 0) + (settlement.completion_tokens or 0)
+            else:
+                used = hold.amount if settlement.reached_upstream else 0
+            if used != hold.amount:
+                deltas[(_TOKENS, hold.key)] = deltas.get((_TOKENS, hold.key), 0) + used - hold.amount
+        for hold in reservation.spend_holds:
+            if settlement.cost is not None:
+                amount = to_nano(settlement.cost)
+            else:
+                amount = hold.amount if settlement.reached_upstream else 0
+            # Always touched (even by 0): the budget alerts need the total after this request.
+            deltas[(_SPEND, hold.key)] = deltas.get((_SPEND, hold.key), 0) + amount - hold.amount
+            spent[-1].append((hold, amount))
     counters = caches[COUNTERS]
-    usage_known = prompt_tokens is not None or completion_tokens is not None
-    for hold in reservation.token_holds:
-        used = (prompt_tokens or 0) + (completion_tokens or 0) if usage_known else (hold.amount if reached_upstream else 0)
-        if used != hold.amount:
-            _adjust(counters, hold.key, used - hold.amount)
-    levels = []
-    for hold in reservation.spend_holds:
-        spent = to_nano(cost) if cost is not None else (hold.amount if reached_upstream else 0)
-        total = _adjust(counters, hold.key, spent - hold.amount)
-        if total is not None and hold.budget is not None and spent > 0:
-            levels.append(SpendLevel(budget=hold.budget, spent_nano=total))
-    return levels
+    totals = {key: _adjust(counters, key, delta) for (_, key), delta in sorted(deltas.items())}
+    return [
+        [
+            SpendLevel(budget=hold.budget, spent_nano=total)
+            for hold, amount in holds
+            if hold.budget is not None and amount > 0 and (total := totals.get(hold.key)) is not None
+        ]
+        for holds in spent
+    ]
 
 
 def _adjust(counters: Any, key: str, delta: int) -> int | None:

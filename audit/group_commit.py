@@ -1,0 +1,223 @@
+"""Group commit: the request rows of every request this process finishes at the same moment
+go to the chain in one transaction — one chain-lock hold, one commit, one WAL flush.
+
+A request hands its row (and the writes that must commit with it, e.g. its limit settlement)
+to the process's writer thread and waits. The writer takes everything queued, computes each
+row's columns and digest, runs the companion writes, inserts the rows with one multi-row
+INSERT (the trigger chains them in order under one advisory-lock hold), commits, and only then
+releases each waiter. So an answer is never sent for a row a crash could lose: a crash before
+the commit loses rows no client was told about, and those requests get no answer either.
+
+Batches form by themselves: while one commits, the next requests queue. Nothing waits on a
+timer, so a lone request pays one thread hand-off, not a delay.
+
+If a batch fails on its data (one request's row or companion write), each of its requests is
+written again on its own, so one bad row costs only its own request. If it fails because the
+database is unreachable, every waiter gets the error at once: the pipeline answers 503 rather
+than try each row into a dead database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, connections, router, transaction
+
+from .chain import content_digest
+from .models import AuditEvent
+from .services import audit_event_append, normalise_values
+
+logger = logging.getLogger("synapse.audit")
+
+# Larger batches amortise the lock and the flush further, but every waiter of a batch waits
+# for its last row: a few hundred rows insert in a few milliseconds.
+MAX_BATCH = int(os.environ.get("SYNAPSE_AUDIT_MAX_BATCH", "256"))
+
+
+# A companion write: a function called once per batch with the payloads of the batch's rows
+# that carry one (in the rows' order), returning one result per payload. Called with the whole
+# batch, it can order its locks and merge its statements (limit settlement does both).
+Companion = Callable[[list[Any]], list[Any]]
+
+
+@dataclass(slots=True)
+class _Item:
+    values: Callable[[], dict[str, Any]]  # the row's columns, computed on the writer thread
+    companion: Companion | None  # written in the same transaction, before the rows
+    payload: Any
+    future: Future[Any] = field(default_factory=Future)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+class GroupCommitter:
+    """One per process (and database alias); its thread starts on first use, again after a fork."""
+
+    def __init__(self, *, alias: str | None = None, max_batch: int = MAX_BATCH) -> None:
+        self._alias = alias
+        self._max_batch = max_batch
+        self._queue: deque[_Item] = deque()
+        self._ready = threading.Condition()
+        self._pid = 0
+        self._stopping = False
+        self.batches = 0  # batches committed by this process (tests and benchmarks read it)
+
+    @property
+    def alias(self) -> str:
+        return self._alias or router.db_for_write(AuditEvent)
+
+    def submit(
+        self, *, values: Callable[[], dict[str, Any]], companion: Companion | None = None, payload: Any = None
+    ) -> Future[Any]:
+        """Queue one row; the future resolves, once the row is committed, with the companion's
+        result for `payload` (None without a companion).
+
+        `values` and `companion` run on the writer thread, `companion` inside the batch's
+        transaction; neither may depend on anything the caller changes after submitting.
+        """
+        item = _Item(values=values, companion=companion, payload=payload)
+        with self._ready:
+            if self._pid != os.getpid():  # first use, or a forked child: the parent's thread is not here
+                self._pid = os.getpid()
+                self._queue.clear()
+                threading.Thread(target=self._run, name="synapse-audit-writer", daemon=True).start()
+            self._queue.append(item)
+            self._ready.notify()
+        return item.future
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    # Idle: give the connection back to the pool until the next row comes.
+                    self._ready.wait(timeout=1.0)
+                    if not self._queue:
+                        close_old_connections()
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))]
+            try:
+                self._write(batch)
+            except BaseException as exc:  # never leave a waiter hanging, whatever went wrong
+                logger.exception("audit batch of %d rows failed", len(batch))
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+
+    def _write(self, batch: list[_Item]) -> None:
+        rows: list[tuple[_Item, dict[str, Any]]] = []
+        for item in batch:
+            try:
+                rows.append((item, normalise_values(item.values())))
+            except Exception as exc:  # noqa: BLE001  # handed to its waiter: a row that cannot be built fails alone
+                item.future.set_exception(exc)
+        if not rows:
+            return
+        try:
+            results = self._commit(rows)
+        except Exception as exc:  # noqa: BLE001  # handed to the waiters, or each row retried alone
+            if _unreachable(exc) or len(rows) == 1:
+                self._reset()
+                for item, _ in rows:
+                    item.future.set_exception(exc)
+                return
+            logger.warning("audit batch of %d rows failed (%s); writing each row on its own", len(rows), exc)
+            self._reset()
+            for item, row in rows:
+                self._write_alone(item, row)
+            return
+        self.batches += 1
+        for (item, _), result in zip(rows, results, strict=True):
+            item.future.set_result(result)
+
+    def _commit(self, rows: list[tuple[_Item, dict[str, Any]]]) -> list[Any]:
+        alias = self.alias
+        items = [item for item, _ in rows]
+        with transaction.atomic(using=alias):
+            results = _companions(items)
+            AuditEvent.objects.using(alias).bulk_create([AuditEvent(**row, row_hash=content_digest(row)) for _, row in rows])
+        return results
+
+    def _write_alone(self, item: _Item, row: dict[str, Any]) -> None:
+        alias = self.alias
+        result = None
+        try:
+            with transaction.atomic(using=alias):
+                if item.companion is not None:
+                    try:
+                        with transaction.atomic(using=alias):  # a savepoint: its failure spares the row
+                            result = _companions([item])[0]
+                    except Exception:
+                        logger.exception("a write that commits with an audit row failed; the row is written")
+                AuditEvent.objects.using(alias).create(**row, row_hash=content_digest(row))
+        except Exception as exc:  # noqa: BLE001  # handed to its waiter
+            self._reset()
+            item.future.set_exception(exc)
+            return
+        item.future.set_result(result)
+
+    def _reset(self) -> None:
+        connection = connections[self.alias]
+        if connection.connection is not None and not connection.is_usable():
+            connection.close()
+        close_old_connections()
+
+
+def _companions(items: list[_Item]) -> list[Any]:
+    """Each item's companion result: every companion function called once, with its payloads."""
+    results: list[Any] = [None] * len(items)
+    groups: dict[Companion, list[int]] = {}
+    for index, item in enumerate(items):
+        if item.companion is not None:
+            groups.setdefault(item.companion, []).append(index)
+    for companion, indexes in groups.items():
+        for index, result in zip(indexes, companion([items[i].payload for i in indexes]), strict=True):
+            results[index] = result
+    return results
+
+
+def audit_append_with(
+    *, values: dict[str, Any], companion: Companion | None = None, payload: Any = None, alias: str | None = None
+) -> Any:
+    """One row and its companion write in one transaction, on the calling thread (SQLite, or a
+    caller that owns the transaction, such as a test): what a batch of one would do."""
+    alias = alias or router.db_for_write(AuditEvent)
+    result = None
+    with transaction.atomic(using=alias):
+        if companion is not None:
+            try:
+                with transaction.atomic(using=alias):  # a savepoint: its failure spares the row
+                    result = companion([payload])[0]
+            except Exception:
+                logger.exception("a write that commits with an audit row failed; the row is written")
+        audit_event_append(values=values)
+    return result
+
+
+_committers: dict[str, GroupCommitter] = {}
+_committers_lock = threading.Lock()
+
+
+def group_commit_enabled(alias: str | None = None) -> bool:
+    """Rows are grouped on PostgreSQL (SYNAPSE_AUDIT_GROUP_COMMIT, on by default); SQLite
+    serialises its writers anyway, and its chain step runs in Python per row."""
+    alias = alias or router.db_for_write(AuditEvent)
+    return bool(settings.SYNAPSE.get("AUDIT_GROUP_COMMIT", True)) and connections[alias].vendor == "postgresql"
+
+
+def group_committer(alias: str | None = None) -> GroupCommitter:
+    """The process's writer for `alias` (the audit table's database by default)."""
+    alias = alias or router.db_for_write(AuditEvent)
+    committer = _committers.get(alias)
+    if committer is None:
+        with _committers_lock:
+            committer = _committers.setdefault(alias, GroupCommitter(alias=alias))
+    return committer
