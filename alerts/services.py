@@ -80,6 +80,9 @@ class _Seen:
 # Per process: budget thresholds this process already fired or saw fired (the database's
 # unique constraint is the real guard; this only spares it a doomed INSERT per request).
 _thresholds_seen = _Seen(limit=10_000)
+# Per process: (key, minute) usage-spike checks already claimed here or seen claimed; spares the
+# counter store a doomed `add` on every request after a key's first of the minute.
+_spike_checks_seen = _Seen(limit=10_000)
 _rules_cache: tuple[float, dict[str, AnomalyRule]] = (0.0, {})
 
 
@@ -371,7 +374,11 @@ def _limit_breach(rule: AnomalyRule, *, key: KeyScope, decision: Decision, at: d
 def _usage_spike(rule: AnomalyRule, *, key: KeyScope, at: datetime) -> Alert | None:
     # Evaluated by the first request of each key in each minute (across all workers).
     minute = int(at.timestamp()) // 60
-    if not caches[COUNTERS].add(f"spike-check:{key.key_id}:{minute}", 1, 120):
+    check = f"spike-check:{key.key_id}:{minute}"
+    if check in _spike_checks_seen:
+        return None
+    _spike_checks_seen.add(check)
+    if not caches[COUNTERS].add(check, 1, 120):
         return None
     subject = f"key:{key.key_id}"
     if _cooling(AlertKind.USAGE_SPIKE, subject):

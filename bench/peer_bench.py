@@ -162,6 +162,20 @@ class ThreadWatch:
         return len(self.seen - self.before)
 
 
+def memory_mb(master: int) -> tuple[float, float]:
+    """RSS and PSS of the gunicorn master and its workers together, in MB. RSS counts the pages
+    the workers share with the master (the preloaded tokenizer tables) once per process; PSS
+    splits each shared page between its sharers, so its sum is the memory the instance takes."""
+    totals = [0.0, 0.0]
+    for pid in [master, *worker_pids(master)]:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                name, _, value = line.partition(":")
+                if name in ("Rss", "Pss"):
+                    totals[name == "Pss"] += int(value.split()[0]) / 1024
+    return totals[0], totals[1]
+
+
 def pg_counters(conn: psycopg.Connection, db: str) -> tuple[int, int]:
     time.sleep(1.2)  # backends report their statistics at most once a second
     commits = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (db,)).fetchone()
@@ -246,6 +260,7 @@ def main() -> None:
                 rps = throughput(url, headers)
             commits1, wal1 = pg_counters(stats, DB_NAME)
             requests = _audit_rows(database_url) - n0
+            rss, pss = memory_mb(stack.gunicorn_pid)
         results["Synapse (rpm + tpm + budget, durable audit)"] = (p50, rps)
         single_commit = commit_ms(database_url)
 
@@ -259,6 +274,8 @@ def main() -> None:
           "(pg_stat_database.xact_commit: every transaction, read-only ones included), "
           f"{(wal1 - wal0) / requests:.2f} WAL flushes (pg_stat_wal.wal_sync, cluster-wide), "
           f"{watch.started / requests:.2f} OS threads started (seen in /proc, a lower bound)")  # fmt: skip
+    print(f"Synapse memory after the load, master + 2 workers: "
+          f"{pss:.0f} MB PSS ({rss:.0f} MB RSS, shared pages counted once per process)")  # fmt: skip
     synapse = results["Synapse (rpm + tpm + budget, durable audit)"]
     bare = results["bare Django async view + httpx"]
     added_s, added_b = synapse[0] - direct, bare[0] - direct

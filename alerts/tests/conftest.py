@@ -28,9 +28,11 @@ from teams.services import api_key_issue
 def _fresh_alert_state() -> Iterator[None]:
     # Per-process memos of the alert service: a test must not inherit another test's.
     services._thresholds_seen.clear()
+    services._spike_checks_seen.clear()
     services._rules_cache = (0.0, {})
     yield
     services._thresholds_seen.clear()
+    services._spike_checks_seen.clear()
     services._rules_cache = (0.0, {})
 
 

@@ -1,0 +1,200 @@
+"""Group commit (audit/group_commit.py): rows of concurrent requests share a transaction, the
+chain stays one unbroken sequence across batches, a waiter is released only after the commit
+that holds its row, and one bad row costs only its own request."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, wait
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, OperationalError, connection
+from django.utils import timezone
+
+from audit.group_commit import GroupCommitter, audit_append_with, group_commit_enabled
+from audit.models import AuditEvent, EventType
+from audit.selectors import audit_chain_verify
+from conftest import ROOT, database_url_for_tests
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _row(n: int, **extra: Any) -> Callable[[], dict[str, Any]]:
+    def values() -> dict[str, Any]:
+        return {"occurred_at": timezone.now(), "event_type": EventType.REQUEST, "request_id": f"req_{n}", **extra}
+
+    return values
+
+
+@pytest.fixture
+def committer() -> GroupCommitter:
+    if connection.vendor != "postgresql":
+        pytest.skip("rows are grouped on PostgreSQL only")
+    return GroupCommitter()
+
+
+def test_it_is_on_for_postgresql() -> None:
+    assert group_commit_enabled() == (connection.vendor == "postgresql")
+
+
+def test_rows_from_many_threads_make_one_chain_in_fewer_commits(committer: GroupCommitter) -> None:
+    futures: list[Future[Any]] = []
+    lock = threading.Lock()
+
+    def submitter(t: int) -> None:
+        for i in range(25):
+            future = committer.submit(values=_row(t * 100 + i))
+            with lock:
+                futures.append(future)
+
+    threads = [threading.Thread(target=submitter, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done, _ = wait(futures, timeout=60)
+    assert all(f.exception() is None for f in done) and len(done) == 200
+
+    report = audit_chain_verify()
+    assert report.ok and report.events == 200, report.line()
+    assert list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True)) == list(range(1, 201))
+    assert set(AuditEvent.objects.values_list("request_id", flat=True)) == {
+        f"req_{t * 100 + i}" for t in range(8) for i in range(25)
+    }
+    assert committer.batches < 200  # rows that arrived together were committed together
+
+
+def test_a_companion_write_commits_with_its_row_and_answers_the_waiter(committer: GroupCommitter) -> None:
+    seen: list[list[Any]] = []
+
+    def companion(payloads: list[Any]) -> list[Any]:
+        seen.append(payloads)
+        AuditEvent.objects.exists()  # database work inside the batch's transaction
+        return [p * 2 for p in payloads]
+
+    futures = [committer.submit(values=_row(n), companion=companion, payload=n) for n in range(10)]
+    assert [f.result(timeout=30) for f in futures] == [n * 2 for n in range(10)]
+    assert sorted(p for batch in seen for p in batch) == list(range(10))  # each payload once
+    assert AuditEvent.objects.count() == 10
+
+
+def test_one_bad_row_fails_alone_and_a_failed_companion_spares_the_rows(committer: GroupCommitter) -> None:
+    gate = threading.Event()
+
+    def slow(payloads: list[Any]) -> list[Any]:
+        gate.wait(timeout=10)  # hold the first batch so the rest queue up behind it
+        return [None] * len(payloads)
+
+    def failing(payloads: list[Any]) -> list[Any]:
+        if "bad" in payloads:
+            raise DatabaseError("the companion failed")
+        return ["ok"] * len(payloads)
+
+    def unbuildable() -> dict[str, Any]:
+        raise ValueError("not audit columns")
+
+    first = committer.submit(values=_row(0), companion=slow)
+    wait_until(lambda: not committer._queue, timeout=10)  # the writer took it
+    queued = [
+        committer.submit(values=_row(1), companion=failing, payload="good"),
+        committer.submit(values=unbuildable),
+        committer.submit(values=_row(3), companion=failing, payload="bad"),
+        committer.submit(values=_row(4), companion=failing, payload="good"),
+    ]
+    gate.set()
+    assert first.result(timeout=30) is None
+    assert queued[0].result(timeout=30) == "ok"
+    with pytest.raises(ValueError, match="not audit columns"):
+        queued[1].result(timeout=30)
+    assert queued[2].result(timeout=30) is None  # its companion failed; its row is written
+    assert queued[3].result(timeout=30) == "ok"
+    assert sorted(AuditEvent.objects.values_list("request_id", flat=True)) == ["req_0", "req_1", "req_3", "req_4"]
+    assert audit_chain_verify().ok
+
+
+def test_an_unreachable_database_fails_every_waiter_of_the_batch_at_once(committer: GroupCommitter) -> None:
+    attempts: list[int] = []
+
+    def unreachable(payloads: list[Any]) -> list[Any]:
+        attempts.append(len(payloads))
+        raise OperationalError("connection refused")
+
+    gate = threading.Event()
+    first = committer.submit(values=_row(0), companion=lambda payloads: [gate.wait(timeout=10)] * len(payloads))
+    wait_until(lambda: not committer._queue, timeout=10)
+    futures = [committer.submit(values=_row(n), companion=unreachable, payload=n) for n in range(1, 6)]
+    gate.set()
+    first.result(timeout=30)
+    for future in futures:
+        with pytest.raises(OperationalError):
+            future.result(timeout=30)
+    assert attempts == [5]  # tried once as a batch, never row by row into a dead database
+    assert AuditEvent.objects.count() == 1
+
+
+def test_the_inline_path_writes_the_row_and_its_companion_in_one_transaction() -> None:
+    result = audit_append_with(values=_row(1)(), companion=lambda payloads: [f"{p}!" for p in payloads], payload="x")
+    assert result == "x!"
+
+    def failing(payloads: list[Any]) -> list[Any]:
+        AuditEvent.objects.exists()
+        raise DatabaseError("the companion failed")
+
+    assert audit_append_with(values=_row(2)(), companion=failing, payload="y") is None
+    assert sorted(AuditEvent.objects.values_list("request_id", flat=True)) == ["req_1", "req_2"]
+
+
+# A process that writes rows through its group committer, acknowledging each on stdout only
+# once its future resolved (as the pipeline answers a client), until it is killed mid-batch.
+WRITER = """
+import sys, threading, time
+import django
+django.setup()
+from django.utils import timezone
+from audit.group_commit import GroupCommitter
+committer = GroupCommitter()
+batches = 0
+def slow(payloads):
+    global batches
+    batches += 1
+    if batches >= 5:
+        print("in-batch", flush=True)
+        time.sleep(60)  # killed here: this batch is inside its transaction, not committed
+    return [None] * len(payloads)
+def submit(n):
+    values = lambda: {"occurred_at": timezone.now(), "event_type": "request", "request_id": f"req_{n}"}
+    future = committer.submit(values=values, companion=slow, payload=n)
+    future.add_done_callback(lambda f, n=n: f.exception() is None and print(f"ack {n}", flush=True))
+n = 0
+while True:
+    for _ in range(8):
+        submit(n); n += 1
+    time.sleep(0.01)
+"""
+
+
+def test_a_crash_before_the_commit_loses_no_acknowledged_row(committer: GroupCommitter, tmp_path: Path) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url_for_tests(), "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    writer = subprocess.Popen([sys.executable, "-c", WRITER], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    acknowledged: list[str] = []
+    assert writer.stdout is not None
+    for line in writer.stdout:
+        if line.startswith("ack "):
+            acknowledged.append(f"req_{line.split()[1]}")
+        elif line.startswith("in-batch"):
+            break
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+
+    written = set(AuditEvent.objects.values_list("request_id", flat=True))
+    assert acknowledged and set(acknowledged) <= written  # every acknowledged row is durable
+    assert audit_chain_verify().ok
+    assert AuditEvent.objects.count() == len(written)  # no row twice
