@@ -212,7 +212,9 @@ def start_gateway(
         stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    # The master loads the app and the tokenizer tables before it forks (a few seconds; more on
+    # a loaded machine).
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"gateway exited early:\n{log.read_text()[-3000:]}")

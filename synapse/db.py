@@ -52,14 +52,21 @@ _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
 
+# Connections a worker's other database threads hold: the audit writer (audit/group_commit.py)
+# and the anomaly evaluations (synapse/anomalies.py).
+OTHER_DB_THREADS = 2
+
+
 def db_threads() -> int:
-    """How many database threads a worker keeps: SYNAPSE_DB_THREADS, else the pool's max size
-    (a thread more than the pool has connections would only wait for one)."""
+    """How many database threads a worker keeps: SYNAPSE_DB_THREADS, else what the pool's max
+    size leaves for them beside the audit writer and the anomaly thread (a thread more than
+    the pool has connections would only wait for one)."""
     configured = os.environ.get("SYNAPSE_DB_THREADS", "").strip()
     if configured:
         return max(1, int(configured))
     pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
-    return int(pool.get("max_size", 20)) if isinstance(pool, dict) else 20
+    size = int(pool.get("max_size", 20)) if isinstance(pool, dict) else 20
+    return max(1, size - OTHER_DB_THREADS)
 
 
 def executor() -> ThreadPoolExecutor:
