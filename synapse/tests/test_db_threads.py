@@ -78,7 +78,7 @@ def test_a_second_audit_call_for_one_request_waits_for_the_first_and_writes_noth
 
     async def twice(ctx: RequestContext) -> None:
         # The pipeline's disconnect path: the first write still running, a second call arrives.
-        assert await asyncio.gather(_audit(ctx), _audit(ctx, disconnected=True)) == [True, True]
+        assert list(await asyncio.gather(_audit(ctx), _audit(ctx, disconnected=True))) == [True, True]
 
     async def all_twice() -> None:
         for ctx in contexts:
