@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from django.db import transaction
+
 from alerts.services import alerts_observe_request
 from teams.limits import SpendLevel
 
@@ -28,15 +30,17 @@ logger = logging.getLogger("synapse.anomalies")
 
 def anomalies_observe(ctx: RequestContext, *, spend: Iterable[SpendLevel] = (), tool_call: bool = False) -> None:
     try:
-        alerts_observe_request(
-            key=ctx.key,
-            decision=ctx.decision,
-            client_ip=ctx.client_ip,
-            at=ctx.received_at,
-            tokens=(ctx.prompt_tokens or 0) + (ctx.completion_tokens or 0),
-            spend=spend,
-            tool_call=tool_call,
-        )
+        # One transaction for the rules' reads and writes: one commit, not one per statement.
+        with transaction.atomic():
+            alerts_observe_request(
+                key=ctx.key,
+                decision=ctx.decision,
+                client_ip=ctx.client_ip,
+                at=ctx.received_at,
+                tokens=(ctx.prompt_tokens or 0) + (ctx.completion_tokens or 0),
+                spend=spend,
+                tool_call=tool_call,
+            )
     except Exception:
         logger.exception("anomaly evaluation failed for %s", ctx.request_id)
 
