@@ -28,6 +28,7 @@ from teams.models import Team
 from teams.services import IssuedKey, api_key_issue
 from teams.tokens import count_chat
 from tests.fakes.openai import FakeOpenAI
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
@@ -194,8 +195,12 @@ def test_monitor_mode_lets_breaches_through_and_records_what_would_have_happened
     would = rows.last()
     assert would is not None and would.status == 200 and would.error_code == "rate_limit_exceeded"
     assert "would have refused with 429" in would.detail["error"]
-    # Alerted too, once (cooldown), saying it was monitor mode.
-    [alert] = Alert.objects.filter(kind="limit_breach", key_id=issued.api_key.pk)
+    # Alerted too, once (cooldown), saying it was monitor mode. The rules run after the answer,
+    # on the worker's anomaly thread: wait for the last request's evaluation.
+    alerts = Alert.objects.filter(kind="limit_breach", key_id=issued.api_key.pk)
+    wait_until(alerts.exists, timeout=10)
+    time.sleep(0.5)  # the other worker's evaluation, if it had the other breach, has run too
+    [alert] = alerts
     assert alert.detail["monitor"] is True
 
 
