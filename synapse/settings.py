@@ -80,9 +80,10 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # psycopg 3's pool: one pool per worker process, connections re-used across requests.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # Recover at once: with the pool, Django passes this on as psycopg's `check`, so a pooled
-    # connection is checked (one empty round trip) before it is handed out, and one broken by a
-    # database restart is replaced instead of used and failed.
+    # Recover at once: a pooled connection that sat unused is checked (one empty round trip)
+    # before it is handed out, and one broken by a database restart is replaced instead of used
+    # and failed; one handed out within the last second is not (synapse/pool_check.py puts that
+    # check in place of Django's check-every-checkout).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     # Fail fast: a database that does not answer is a 503 within ~2 s, not a queue of waiting
