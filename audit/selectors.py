@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .chain import CHAINED_FIELDS, GENESIS, ChainHead, chain_hash, content_digest
 from .hashing import keyed_hash
-from .models import AuditEvent
+from .models import AuditEvent, EventType
 
 EXPORT_FIELDS: tuple[str, ...] = ("id", "seq", *CHAINED_FIELDS, "prev_hash", "row_hash")
 
@@ -107,6 +107,34 @@ def audit_chain_verify(*, checkpoint: ChainHead | None = None, batch_size: int =
         )
         return ChainReport(events=events, head=end, failure=failure)
     return ChainReport(events=events, head=end, failure=None, checkpoint_seq=checkpoint.seq if checkpoint else None)
+
+
+@dataclass(frozen=True, slots=True)
+class UnclosedStream:
+    request_id: str
+    seq: int
+    occurred_at: datetime
+
+
+def audit_stream_rows_unclosed(rows: QuerySet[AuditEvent] | None = None) -> QuerySet[AuditEvent]:
+    """The `stream_opened` rows (of `rows`, default all) with no closing `request` row."""
+    closing = AuditEvent.objects.filter(event_type=EventType.REQUEST, request_id=OuterRef("request_id"))
+    opened = (AuditEvent.objects.all() if rows is None else rows).filter(event_type=EventType.STREAM_OPENED)
+    return opened.filter(~Exists(closing))
+
+
+def audit_streams_unclosed(*, up_to_seq: int | None = None) -> list[UnclosedStream]:
+    """Streams whose opening row (`stream_opened`) has no closing `request` row: their worker died
+    mid-stream (kill -9, out of memory, power) — or they are still running. Oldest first.
+
+    One query: each opening row probes the request_id index for its closing row."""
+    rows = audit_stream_rows_unclosed()
+    if up_to_seq is not None:
+        rows = rows.filter(seq__lte=up_to_seq)
+    return [
+        UnclosedStream(request_id=request_id, seq=seq, occurred_at=occurred_at)
+        for request_id, seq, occurred_at in rows.order_by("seq").values_list("request_id", "seq", "occurred_at")
+    ]
 
 
 def audit_event_list(

@@ -92,6 +92,7 @@ class RequestContext:
     reservation: Reservation | None = None  # rate / token / budget holds, settled before the audit row
     monitored: list[GatewayError] = field(default_factory=list)  # refusals monitor mode let through
     audited: bool = False  # the request's one audit row is written; set by the pipeline only
+    stream_opened_seq: int | None = None  # a stream's opening row is written (its seq); pipeline only
     database_unreachable: bool = False  # the first hop could not connect: the audit write is not tried
     # Held by the audit hop: a second call (client gone mid-write) may run on another database
     # thread, and must wait for the first to finish so it sees `audited`.

@@ -6,7 +6,8 @@
     4 routing/  call the backend(s): retries, classification-safe fallbacks, circuit breaker
     5 dlp/      scan the answer, streams through a hold-back window
     6 audit/    record the finished context, durably, before the client gets the answer;
-                then the anomaly rules (alerts/)
+                then the anomaly rules (alerts/). A stream gets an opening row before its
+                first byte and this row when it ends (_start_stream)
 
 Layers never import this module. Database work is grouped so a request makes two thread
 hops: one before the upstream call (key, route, DLP policy and prompt scan, limit holds) and
@@ -25,7 +26,7 @@ from django.conf import settings
 from django.db import DatabaseError, OperationalError
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from audit.services import audit_record_request
+from audit.services import audit_record_request, audit_record_stream_opened
 from dlp.engine import Action, Direction
 from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
 from dlp.selectors import dlp_policy
@@ -60,6 +61,7 @@ from .errors import (
     upstream_failed,
     upstream_over_reservation,
 )
+from .metrics import audit_write_timer
 from .observability import audit_observed
 from .schemas import check_fields, first_error, validate_chat, validate_embeddings
 from .shutdown import disconnect_verdict
@@ -218,6 +220,18 @@ def _record_once(ctx: RequestContext, disconnected: bool) -> None:
         audit_record_request(record=request_record(ctx))
     ctx.audited = True
     anomalies_observe(ctx, spend=spend)  # after the row: the rules count audit rows, this one included
+
+
+def _open_stream(ctx: RequestContext) -> None:
+    """Write a stream's opening row (`stream_opened`). Under the request's lock, like `_record`:
+    a client that leaves during this write makes the pipeline write the closing row, which must
+    follow this one in the chain (or, if it was somehow first, this one is not written)."""
+    with ctx.record_lock:
+        if ctx.audited:
+            return
+        with audit_write_timer():  # an audit write like any other; not a request (no request metrics)
+            row = audit_record_stream_opened(record=request_record(ctx))
+        ctx.stream_opened_seq = row.seq
 
 
 def _settle(ctx: RequestContext) -> list[Any]:
@@ -510,6 +524,20 @@ async def _start_stream(
     except BaseException:
         await chunks.aclose()
         raise
+    # Audit before the first byte: nothing is sent (not even the status line) until the
+    # stream's opening row is committed in the chain. If the worker dies mid-stream, that row
+    # is what remains; `verify_audit` lists such streams as opened and never closed.
+    try:
+        await run_db(_open_stream, ctx)
+    except BaseException as exc:
+        await chunks.aclose()
+        if not isinstance(exc, Exception):
+            raise  # cancelled (the client left): _guarded writes the closing row
+        logger.exception("stream-opened audit write failed for %s", ctx.request_id)
+        # As in _authorise: a connection not had in the pool's timeout will not be had a moment
+        # later for the refusal's row either.
+        ctx.database_unreachable = isinstance(exc, OperationalError)
+        raise service_unavailable("write its audit record") from exc
     response = StreamingHttpResponse(
         _relay(ctx, chunks, first, encoder),
         content_type="text/event-stream",
