@@ -118,9 +118,13 @@ class UnclosedStream:
 
 def audit_stream_rows_unclosed(rows: QuerySet[AuditEvent] | None = None) -> QuerySet[AuditEvent]:
     """The `stream_opened` rows (of `rows`, default all) with no closing `request` row."""
-    closing = AuditEvent.objects.filter(event_type=EventType.REQUEST, request_id=OuterRef("request_id"))
     opened = (AuditEvent.objects.all() if rows is None else rows).filter(event_type=EventType.STREAM_OPENED)
-    return opened.filter(~Exists(closing))
+    return opened.filter(~Exists(_closing_row()))
+
+
+def _closing_row() -> QuerySet[AuditEvent]:
+    """The `request` row of the outer row's request id (a subquery for `Exists`)."""
+    return AuditEvent.objects.filter(event_type=EventType.REQUEST, request_id=OuterRef("request_id"))
 
 
 def audit_streams_unclosed(*, up_to_seq: int | None = None) -> list[UnclosedStream]:
@@ -175,8 +179,10 @@ def audit_event_match(*, text: str, keys: list[tuple[str, bytes]], limit: int = 
         digest = keyed_hash(text, secret=secret)
         digests[(key_id, digest)] = digest
         condition |= Q(hash_key_id=key_id) & (Q(prompt_hmac=digest) | Q(response_hmac=digest))
+    # One match per request: a stream's opening row only when it is all there is (never closed).
+    closed_opening = Q(event_type=EventType.STREAM_OPENED) & Exists(_closing_row())
     matches = []
-    for event in AuditEvent.objects.filter(condition).order_by("seq")[:limit]:
+    for event in AuditEvent.objects.filter(condition).exclude(closed_opening).order_by("seq")[:limit]:
         matched = "prompt" if (event.hash_key_id, event.prompt_hmac) in digests else "response"
         matches.append(AuditMatch(event=event, matched=matched))
     return matches
