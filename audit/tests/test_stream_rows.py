@@ -27,7 +27,7 @@ from tests.fakes.openai import FakeOpenAI
 
 from .helpers import chat, read_stream
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 AWS_KEY = "AKIAZ7Q4MB2KXN5PLR3W"
 
