@@ -44,7 +44,7 @@ def streamed(path: str, key: str, body: dict[str, Any]) -> tuple[Any, list[Audit
     to the loop it was opened in)."""
 
     async def run() -> tuple[Any, list[AuditEvent], str]:
-        response = await AsyncClient().post(
+        response: Any = await AsyncClient().post(
             path, data=json.dumps(body), content_type="application/json", headers={"authorization": f"Bearer {key}"}
         )
         before = await sync_to_async(rows_of)(response["x-request-id"])
