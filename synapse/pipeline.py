@@ -11,7 +11,8 @@
 
 Layers never import this module. Database work is grouped so a request makes two thread
 hops: one before the upstream call (key, route, DLP policy and prompt scan, limit holds) and
-one after it (settlement, the audit row, the anomaly rules).
+one after it (settlement, the audit row, the anomaly rules); a stream makes a third in between,
+its opening audit row.
 """
 
 from __future__ import annotations
@@ -513,7 +514,7 @@ async def _start_stream(
     ctx: RequestContext, chunks: AsyncGenerator[dict[str, Any], None], encoder: StreamEncoder
 ) -> HttpResponseBase:
     """Wait for the first chunk before answering, so a backend that fails up front gets a real
-    HTTP error status instead of a 200 stream that dies."""
+    HTTP error status instead of a 200 stream that dies; then commit the stream's opening row."""
     try:
         first: dict[str, Any] | None = await anext(chunks)
     except StopAsyncIteration:
