@@ -28,10 +28,11 @@ from django.utils.html import format_html, format_html_join
 from .actors import console_actor
 from .export import FORMATS, export_chunks
 from .models import AuditEvent, Decision, EventType
-from .selectors import audit_event_list
+from .selectors import audit_event_list, audit_stream_rows_unclosed
 from .services import audit_governance_event
 
-REQUEST_EVENTS = (EventType.REQUEST, EventType.TOOL_CALL)
+# Shown with the request's columns: a stream's opening row is about the same request.
+REQUEST_EVENTS = (EventType.REQUEST, EventType.TOOL_CALL, EventType.STREAM_OPENED)
 
 
 class CappedCountPaginator(Paginator):
@@ -44,6 +45,19 @@ class CappedCountPaginator(Paginator):
         rows = self.object_list
         assert isinstance(rows, QuerySet)  # the admin pages a queryset
         return rows.order_by().values("pk")[: self.CAP].count()
+
+
+class UnclosedStreamFilter(admin.SimpleListFilter):
+    """Streams opened and never closed: their worker died mid-stream (what `verify_audit` lists)."""
+
+    title = "stream"
+    parameter_name = "stream_state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("unclosed", "opened, never closed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
+        return audit_stream_rows_unclosed(queryset) if self.value() == "unclosed" else queryset
 
 
 class DecisionFilter(admin.SimpleListFilter):
@@ -178,6 +192,7 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_filter = (
         DateRangeFilter,
         "event_type",
+        UnclosedStreamFilter,
         DecisionFilter,
         StatusFilter,
         DlpCategoryFilter,

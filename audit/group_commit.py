@@ -48,6 +48,14 @@ MAX_BATCH = int(os.environ.get("SYNAPSE_AUDIT_MAX_BATCH", "256"))
 Companion = Callable[[list[Any]], list[Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a waiter gets once its row is committed."""
+
+    result: Any  # the companion's result for its payload (None without a companion)
+    seq: int  # the row's position in the chain
+
+
 @dataclass(slots=True)
 class _Item:
     values: Callable[[], dict[str, Any]]  # the row's columns, computed on the writer thread
@@ -79,8 +87,8 @@ class GroupCommitter:
     def submit(
         self, *, values: Callable[[], dict[str, Any]], companion: Companion | None = None, payload: Any = None
     ) -> Future[Any]:
-        """Queue one row; the future resolves, once the row is committed, with the companion's
-        result for `payload` (None without a companion).
+        """Queue one row; the future resolves, once the row is committed, with `Written`: the
+        companion's result for `payload` and the row's seq.
 
         `values` and `companion` run on the writer thread, `companion` inside the batch's
         transaction; neither may depend on anything the caller changes after submitting.
@@ -138,13 +146,16 @@ class GroupCommitter:
         for (item, _), result in zip(rows, results, strict=True):
             item.future.set_result(result)
 
-    def _commit(self, rows: list[tuple[_Item, dict[str, Any]]]) -> list[Any]:
+    def _commit(self, rows: list[tuple[_Item, dict[str, Any]]]) -> list[Written]:
         alias = self.alias
         items = [item for item, _ in rows]
         with transaction.atomic(using=alias):
             results = _companions(items)
-            AuditEvent.objects.using(alias).bulk_create([AuditEvent(**row, row_hash=content_digest(row)) for _, row in rows])
-        return results
+            # The trigger chains the rows in this order; seq comes back with the INSERT.
+            events = AuditEvent.objects.using(alias).bulk_create(
+                [AuditEvent(**row, row_hash=content_digest(row)) for _, row in rows]
+            )
+        return [Written(result, event.seq) for result, event in zip(results, events, strict=True)]
 
     def _write_alone(self, item: _Item, row: dict[str, Any]) -> None:
         alias = self.alias
@@ -157,12 +168,12 @@ class GroupCommitter:
                             result = _companions([item])[0]
                     except Exception:
                         logger.exception("a write that commits with an audit row failed; the row is written")
-                AuditEvent.objects.using(alias).create(**row, row_hash=content_digest(row))
+                event = AuditEvent.objects.using(alias).create(**row, row_hash=content_digest(row))
         except Exception as exc:  # noqa: BLE001  # handed to its waiter
             self._reset()
             item.future.set_exception(exc)
             return
-        item.future.set_result(result)
+        item.future.set_result(Written(result, event.seq))
 
     def _reset(self) -> None:
         connection = connections[self.alias]
@@ -186,7 +197,7 @@ def _companions(items: list[_Item]) -> list[Any]:
 
 def audit_append_with(
     *, values: dict[str, Any], companion: Companion | None = None, payload: Any = None, alias: str | None = None
-) -> Any:
+) -> Written:
     """One row and its companion write in one transaction, on the calling thread (SQLite, or a
     caller that owns the transaction, such as a test): what a batch of one would do."""
     alias = alias or router.db_for_write(AuditEvent)
@@ -198,8 +209,8 @@ def audit_append_with(
                     result = companion([payload])[0]
             except Exception:
                 logger.exception("a write that commits with an audit row failed; the row is written")
-        audit_event_append(values=values)
-    return result
+        event = audit_event_append(values=values)
+    return Written(result, event.seq)
 
 
 _committers: dict[str, GroupCommitter] = {}

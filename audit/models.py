@@ -13,6 +13,9 @@ from .chain import GENESIS
 
 class EventType(models.TextChoices):
     REQUEST = "request", "API request"
+    # A streamed answer's first row, committed before its first byte; its `request` row (same
+    # request_id) is written when it ends. Not a request of its own: nothing counts it as one.
+    STREAM_OPENED = "stream_opened", "Stream opened"
     TEAM_CREATED = "team_created", "Team created"
     TEAM_CHANGED = "team_changed", "Team changed"
     KEY_ISSUED = "key_issued", "Key issued"

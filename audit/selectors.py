@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from .chain import CHAINED_FIELDS, GENESIS, ChainHead, chain_hash, content_digest
 from .hashing import keyed_hash
-from .models import AuditEvent
+from .models import AuditEvent, EventType
 
 EXPORT_FIELDS: tuple[str, ...] = ("id", "seq", *CHAINED_FIELDS, "prev_hash", "row_hash")
 
@@ -109,6 +109,38 @@ def audit_chain_verify(*, checkpoint: ChainHead | None = None, batch_size: int =
     return ChainReport(events=events, head=end, failure=None, checkpoint_seq=checkpoint.seq if checkpoint else None)
 
 
+@dataclass(frozen=True, slots=True)
+class UnclosedStream:
+    request_id: str
+    seq: int
+    occurred_at: datetime
+
+
+def audit_stream_rows_unclosed(rows: QuerySet[AuditEvent] | None = None) -> QuerySet[AuditEvent]:
+    """The `stream_opened` rows (of `rows`, default all) with no closing `request` row."""
+    opened = (AuditEvent.objects.all() if rows is None else rows).filter(event_type=EventType.STREAM_OPENED)
+    return opened.filter(~Exists(_closing_row()))
+
+
+def _closing_row() -> QuerySet[AuditEvent]:
+    """The `request` row of the outer row's request id (a subquery for `Exists`)."""
+    return AuditEvent.objects.filter(event_type=EventType.REQUEST, request_id=OuterRef("request_id"))
+
+
+def audit_streams_unclosed(*, up_to_seq: int | None = None) -> list[UnclosedStream]:
+    """Streams whose opening row (`stream_opened`) has no closing `request` row: their worker died
+    mid-stream (kill -9, out of memory, power) — or they are still running. Oldest first.
+
+    One query: each opening row probes the request_id index for its closing row."""
+    rows = audit_stream_rows_unclosed()
+    if up_to_seq is not None:
+        rows = rows.filter(seq__lte=up_to_seq)
+    return [
+        UnclosedStream(request_id=request_id, seq=seq, occurred_at=occurred_at)
+        for request_id, seq, occurred_at in rows.order_by("seq").values_list("request_id", "seq", "occurred_at")
+    ]
+
+
 def audit_event_list(
     *,
     since: datetime | None = None,
@@ -147,8 +179,10 @@ def audit_event_match(*, text: str, keys: list[tuple[str, bytes]], limit: int = 
         digest = keyed_hash(text, secret=secret)
         digests[(key_id, digest)] = digest
         condition |= Q(hash_key_id=key_id) & (Q(prompt_hmac=digest) | Q(response_hmac=digest))
+    # One match per request: a stream's opening row only when it is all there is (never closed).
+    closed_opening = Q(event_type=EventType.STREAM_OPENED) & Exists(_closing_row())
     matches = []
-    for event in AuditEvent.objects.filter(condition).order_by("seq")[:limit]:
+    for event in AuditEvent.objects.filter(condition).exclude(closed_opening).order_by("seq")[:limit]:
         matched = "prompt" if (event.hash_key_id, event.prompt_hmac) in digests else "response"
         matches.append(AuditMatch(event=event, matched=matched))
     return matches

@@ -1,5 +1,6 @@
 """Writes to the audit log. The pipeline calls `audit_record_request` once per /v1 request
-(with a `RequestRecord` it builds from its context); governance services call
+(with a `RequestRecord` it builds from its context) — for a streamed answer after
+`audit_record_stream_opened`, which it calls before the first byte; governance services call
 `audit_governance_event` for every change they make.
 
 Every write appends one chained row (`audit.chain`). On PostgreSQL that is one INSERT: the
@@ -186,11 +187,33 @@ class RequestRecord:
     user_agent: str = ""
     prompt: str = field(default="", repr=False)
     response: str = field(default="", repr=False)
+    stream_opened_seq: int | None = None  # a stream's closing row: the seq of its `stream_opened` row
 
 
 def audit_record_request(*, record: RequestRecord) -> AuditEvent:
     """Write the one row for a finished (or rejected) /v1 request; raises if it cannot."""
     return audit_event_append(values=request_values(record))
+
+
+def audit_record_stream_opened(*, record: RequestRecord) -> AuditEvent:
+    """Write a streamed answer's opening row, before its first byte; raises if it cannot.
+
+    Who asked for what, the prompt's keyed hash and what was decided up to now (`allowed`, or
+    what monitor mode noted), `latency_ms` being the time to the upstream's first chunk. No
+    answer, usage or cost: those are in the request's `request` row, written when the stream
+    ends, whichever way it ends. A `stream_opened` row with no `request` row of the same
+    request_id is a stream whose worker died (`verify_audit` lists them).
+    """
+    return audit_event_append(values=stream_opened_values(record))
+
+
+def stream_opened_values(record: RequestRecord) -> dict[str, Any]:
+    """The audit columns of a stream's opening row (`audit_record_stream_opened`)."""
+    values = request_values(record)
+    values.update(
+        {"event_type": EventType.STREAM_OPENED, "response_hmac": "", "completion_tokens": None, "cost": None, "stream": True}
+    )
+    return values
 
 
 def request_values(record: RequestRecord) -> dict[str, Any]:
@@ -232,8 +255,15 @@ def request_values(record: RequestRecord) -> dict[str, Any]:
         "prompt_hmac": keyed_hash(r.prompt, secret=secret) if r.prompt else "",
         "response_hmac": keyed_hash(r.response, secret=secret) if r.response else "",
         "hash_key_id": key_id,
-        "detail": ({"path": r.path[:200], "method": r.method, "error": r.error_message[:500]} if r.error_message else {}),
+        "detail": _request_detail(r),
     }
+
+
+def _request_detail(r: RequestRecord) -> dict[str, Any]:
+    detail: dict[str, Any] = {"path": r.path[:200], "method": r.method, "error": r.error_message[:500]} if r.error_message else {}
+    if r.stream_opened_seq is not None:
+        detail["stream_opened_seq"] = r.stream_opened_seq
+    return detail
 
 
 def audit_record_mcp(

@@ -48,6 +48,7 @@ def request_record(ctx: RequestContext) -> RequestRecord:
         user_agent=ctx.user_agent,
         prompt=prompt_text(ctx.body),
         response="".join(ctx.response_text),
+        stream_opened_seq=ctx.stream_opened_seq,
     )
 
 

@@ -92,10 +92,12 @@ class RequestContext:
     reservation: Reservation | None = None  # rate / token / budget holds, settled before the audit row
     monitored: list[GatewayError] = field(default_factory=list)  # refusals monitor mode let through
     audited: bool = False  # the request's one audit row is written; set by the pipeline only
+    stream_opened_seq: int | None = None  # a stream's opening row is written (its seq); pipeline only
     database_unreachable: bool = False  # the first hop could not connect: the audit write is not tried
     # The write of the request's row, once started: a second call (the client went away while
     # the row was being written) waits for it instead of writing another.
     audit_write: asyncio.Future[None] | None = field(default=None, repr=False, compare=False)
+    stream_open_write: asyncio.Future[None] | None = field(default=None, repr=False, compare=False)  # its opening row
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

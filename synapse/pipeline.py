@@ -6,13 +6,15 @@
     4 routing/  call the backend(s): retries, classification-safe fallbacks, circuit breaker
     5 dlp/      scan the answer, streams through a hold-back window
     6 audit/    record the finished context, durably, before the client gets the answer;
-                then the anomaly rules (alerts/)
+                then the anomaly rules (alerts/). A stream gets an opening row before its
+                first byte and this row when it ends (_start_stream)
 
 Layers never import this module. Database work is grouped so a request makes two
 transactions: one thread hop before the upstream call (key, route, DLP policy and prompt scan,
 limit holds), and its audit row, which the process's audit writer commits together with the
 rows of the requests finishing at the same moment, with their limit settlements
-(audit/group_commit.py). The anomaly rules run after that, off the response path.
+(audit/group_commit.py). A stream's opening row goes the same way. The anomaly rules run after
+that, off the response path.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from django.conf import settings
 from django.db import DatabaseError, OperationalError, transaction
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from audit.group_commit import audit_append_with, group_commit_enabled, group_committer
-from audit.services import request_values
+from audit.group_commit import Written, audit_append_with, group_commit_enabled, group_committer
+from audit.services import request_values, stream_opened_values
 from dlp.engine import Action, Direction
 from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
 from dlp.selectors import dlp_policy
@@ -65,6 +67,7 @@ from .errors import (
     upstream_failed,
     upstream_over_reservation,
 )
+from .metrics import audit_write_timer
 from .observability import audit_observed
 from .schemas import check_fields, first_error, validate_chat, validate_embeddings
 from .shutdown import disconnect_verdict
@@ -245,21 +248,41 @@ def _row_values(ctx: RequestContext) -> dict[str, Any]:
     return request_values(request_record(ctx))
 
 
-def _append_here(ctx: RequestContext, settles: _Settles) -> list[SpendLevel]:
-    levels: list[SpendLevel] = audit_append_with(values=_row_values(ctx), companion=_settle_with_rows, payload=settles)
-    return levels or []
+def _append_here(ctx: RequestContext, settles: _Settles) -> Written:
+    return audit_append_with(values=_row_values(ctx), companion=_settle_with_rows, payload=settles)
+
+
+async def _open_stream(ctx: RequestContext) -> None:
+    """Commit a stream's opening row (`stream_opened`), before its first byte. Shielded, like
+    the closing row: a client that leaves meanwhile gets its closing row written after it."""
+    values = stream_opened_values(request_record(ctx))  # now: the client may leave and change ctx
+
+    async def write() -> None:
+        with audit_write_timer():  # an audit write like any other; not a request (no request metrics)
+            if on_caller_thread() or not group_commit_enabled():
+                written = await run_db(partial(audit_append_with, values=values))
+            else:
+                written = await asyncio.wrap_future(group_committer().submit(values=lambda: values))
+        ctx.stream_opened_seq = written.seq
+
+    ctx.stream_open_write = asyncio.ensure_future(write())
+    await asyncio.shield(ctx.stream_open_write)
 
 
 async def _write_row(ctx: RequestContext) -> None:
     """The request's one row, durable, with its settlement; then the anomaly rules, queued."""
+    if ctx.stream_open_write is not None:
+        # The closing row follows its opening row in the chain (whether or not that was written).
+        await asyncio.gather(ctx.stream_open_write, return_exceptions=True)
     settles = _settles(ctx)
     with audit_observed(ctx):  # metrics + the request's log line, once its row exists
         if on_caller_thread() or not group_commit_enabled():
             # A caller that owns the transaction (a test, a management command) or SQLite.
-            levels = await run_db(_append_here, ctx, settles)
+            written = await run_db(_append_here, ctx, settles)
         else:
             row = group_committer().submit(values=partial(_row_values, ctx), companion=_settle_with_rows, payload=settles)
-            levels = await asyncio.wrap_future(row) or []
+            written = await asyncio.wrap_future(row)
+    levels: list[SpendLevel] = written.result or []
     ctx.audited = True
     # After the row: the rules count audit rows, this one included.
     if on_caller_thread():
@@ -541,7 +564,7 @@ async def _start_stream(
     ctx: RequestContext, chunks: AsyncGenerator[dict[str, Any], None], encoder: StreamEncoder
 ) -> HttpResponseBase:
     """Wait for the first chunk before answering, so a backend that fails up front gets a real
-    HTTP error status instead of a 200 stream that dies."""
+    HTTP error status instead of a 200 stream that dies; then commit the stream's opening row."""
     try:
         first: dict[str, Any] | None = await anext(chunks)
     except StopAsyncIteration:
@@ -552,6 +575,20 @@ async def _start_stream(
     except BaseException:
         await chunks.aclose()
         raise
+    # Audit before the first byte: nothing is sent (not even the status line) until the
+    # stream's opening row is committed in the chain. If the worker dies mid-stream, that row
+    # is what remains; `verify_audit` lists such streams as opened and never closed.
+    try:
+        await _open_stream(ctx)
+    except BaseException as exc:
+        await chunks.aclose()
+        if not isinstance(exc, Exception):
+            raise  # cancelled (the client left): _guarded writes the closing row
+        logger.exception("stream-opened audit write failed for %s", ctx.request_id)
+        # As in _authorise: a connection not had in the pool's timeout will not be had a moment
+        # later for the refusal's row either.
+        ctx.database_unreachable = isinstance(exc, OperationalError)
+        raise service_unavailable("write its audit record") from exc
     response = StreamingHttpResponse(
         _relay(ctx, chunks, first, encoder),
         content_type="text/event-stream",

@@ -60,10 +60,12 @@ def test_the_request_counter_matches_the_audit_rows_across_both_workers(gateway:
     headers = {"authorization": f"Bearer {sensitive_key.plaintext}", "connection": "close"}
     for n in range(12):
         key_headers = headers if n % 3 else {"authorization": "Bearer syn_wrong_key", "connection": "close"}
-        body = {"model": "mock-small", "messages": ASK}
+        # A third of them streamed: a stream's opening row is not a request, so it is not counted.
+        body = {"model": "mock-small", "messages": ASK, "stream": n % 3 == 1}
         httpx.post(f"{gateway.v1}/chat/completions", json=body, headers=key_headers, timeout=30)
     rows = AuditEvent.objects.filter(event_type="request")
     assert rows.count() == 12
+    assert AuditEvent.objects.filter(event_type="stream_opened").count() == 4
     # Every scrape reads one worker; each must report the sum over both.
     for _ in range(6):
         assert requests_total(gateway) - before == 12

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from audit.models import AuditEvent
+from audit.selectors import audit_streams_unclosed
 from conftest import Gateway, database_url_for_tests, start_gateway
 from routing.services import routing_import
 from teams.models import Classification, Team
@@ -99,6 +100,13 @@ def waiting(gateway: Gateway, key: str, out: dict[str, Any]) -> None:
     out.update(status=response.status_code, body=response.json(), headers=response.headers)
 
 
+def closing_row(request_id: str) -> AuditEvent:
+    """A stream's row closing it, after the row that opened it before its first byte."""
+    opened, closing = AuditEvent.objects.filter(request_id=request_id).order_by("seq")
+    assert (opened.event_type, closing.event_type) == ("stream_opened", "request")
+    return closing
+
+
 def test_sigterm_finishes_short_streams_and_cuts_long_ones_with_an_error_event_and_a_row(
     django_db_blocker: Any, key: IssuedKey
 ) -> None:
@@ -136,13 +144,13 @@ def test_sigterm_finishes_short_streams_and_cuts_long_ones_with_an_error_event_a
             gateway.process.kill()
 
     assert short["status"] == 200 and short["events"][-1] == "[DONE]"
-    short_row = AuditEvent.objects.get(request_id=short["request_id"])
+    short_row = closing_row(short["request_id"])
     assert (short_row.decision, short_row.status) == ("allowed", 200)
 
     assert long["status"] == 200 and "[DONE]" not in long["events"]
     error = long["events"][-1]["error"]
     assert error["code"] == "server_shutdown" and "shutting down" in error["message"]
-    long_row = AuditEvent.objects.get(request_id=long["request_id"])
+    long_row = closing_row(long["request_id"])
     assert (long_row.decision, long_row.status, long_row.error_code, long_row.stream) == (
         "cut_at_shutdown",
         503,
@@ -161,3 +169,6 @@ def test_sigterm_finishes_short_streams_and_cuts_long_ones_with_an_error_event_a
     assert answer["headers"]["retry-after"] == "1"
     (waited,) = AuditEvent.objects.filter(event_type="request", stream=False)
     assert (waited.decision, waited.status, waited.error_code) == ("cut_at_shutdown", 503, "server_shutdown")
+    # Every stream the worker opened, it closed before exiting (the Messages one included).
+    assert audit_streams_unclosed() == []
+    assert AuditEvent.objects.filter(event_type="stream_opened").count() == 3

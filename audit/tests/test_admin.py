@@ -9,11 +9,13 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent, Decision
+from audit.services import RequestRecord, audit_record_stream_opened
 from teams.services import IssuedKey
 
-from .helpers import chat
+from .helpers import chat, read_stream
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +46,7 @@ def refused(sensitive_key: IssuedKey) -> AuditEvent:
         "?key_id=1",
         "?occurred_at__gte=2020-01-01+00:00:00%2B00:00",
         "?q=req_nothing",
+        "?stream_state=unclosed",
     ],
 )
 def test_every_filter_answers_without_counting_the_whole_table(approver, refused: AuditEvent, query: str) -> None:
@@ -213,3 +216,17 @@ def test_governance_rows_read_as_a_change_not_raw_json(approver, sensitive_key: 
     html = page.content.decode()
     assert "<th>rpm</th><td>None → 60</td>" in html
     assert "Decision chain" not in html and "upstream_latency_ms" not in html
+
+
+def test_the_unclosed_stream_filter_lists_streams_whose_worker_died(approver, sensitive_key: IssuedKey) -> None:
+    read_stream(chat(sensitive_key.plaintext, stream=True))  # opened and closed
+    lost = RequestRecord(
+        request_id="req_worker_died", occurred_at=timezone.now(), endpoint="chat.completions", status=200,
+        decision=Decision.ALLOWED, stream=True,
+    )  # fmt: skip
+    audit_record_stream_opened(record=lost)
+    closed = AuditEvent.objects.get(event_type="request").request_id
+    console = client_for(approver)
+    page = console.get(CHANGELIST, {"stream_state": "unclosed"}).content
+    assert b"req_worker_died" in page and closed.encode() not in page
+    assert closed.encode() in console.get(CHANGELIST).content

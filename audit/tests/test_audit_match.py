@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
+from django.utils import timezone
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, Decision
+from audit.services import RequestRecord, audit_record_stream_opened
 from teams.services import IssuedKey
 
-from .helpers import chat
+from .helpers import chat, read_stream
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
@@ -64,3 +66,18 @@ def test_rows_hashed_before_a_key_rotation_are_still_found(sensitive_key: Issued
     assert sorted(AuditEvent.objects.filter(event_type="request").values_list("hash_key_id", flat=True)) == ["test1", "test2"]
     with override_settings(AUDIT_HASH_KEY=("test2", b"the-new-key"), AUDIT_HASH_OLD_KEYS=[]):
         assert len(match("--text", SECRET)) == 1
+
+
+def test_a_stream_is_one_match_and_a_stream_never_closed_is_still_found(sensitive_key: IssuedKey) -> None:
+    response = chat(sensitive_key.plaintext, SECRET, stream=True)
+    read_stream(response)  # opened, then closed: two rows, one request
+    lost = RequestRecord(
+        request_id="req_worker_died", occurred_at=timezone.now(), endpoint="chat.completions", status=200,
+        decision=Decision.ALLOWED, stream=True, prompt=SECRET,
+    )  # fmt: skip
+    audit_record_stream_opened(record=lost)  # its worker died before the closing row
+    found = match("--text", SECRET)
+    assert [(f["request_id"], f["matched"]) for f in found] == [
+        (response["x-request-id"], "prompt"),
+        ("req_worker_died", "prompt"),
+    ]

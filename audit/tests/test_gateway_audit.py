@@ -69,8 +69,11 @@ def test_it_leaves_the_row_of_a_stream_cut_by_the_client(
     [row] = wait_for_rows(1, request_id=request_id)
     assert (row.request_id, row.decision, row.status, row.stream) == (request_id, "client_disconnected", 499, True)
     assert row.backend == "local-vllm"
-    # Exactly one row, not one per path that noticed; a second would follow within moments.
+    # Exactly one closing row, not one per path that noticed; a second would follow within moments.
     assert stays_true(lambda: len(request_rows(request_id=request_id)) == 1, seconds=0.5)
+    # After the row that opened the stream before its first byte.
+    opened = AuditEvent.objects.get(request_id=request_id, event_type="stream_opened")
+    assert opened.seq < row.seq and row.detail["stream_opened_seq"] == opened.seq
 
 
 # ── a gateway whose database goes away ──

@@ -81,7 +81,9 @@ def test_a_companion_write_commits_with_its_row_and_answers_the_waiter(committer
         return [p * 2 for p in payloads]
 
     futures = [committer.submit(values=_row(n), companion=companion, payload=n) for n in range(10)]
-    assert [f.result(timeout=30) for f in futures] == [n * 2 for n in range(10)]
+    assert [f.result(timeout=30).result for f in futures] == [n * 2 for n in range(10)]
+    seqs = [f.result().seq for f in futures]
+    assert sorted(seqs) == list(range(1, 11))  # each waiter learns its row's place in the chain
     assert sorted(p for batch in seen for p in batch) == list(range(10))  # each payload once
     assert AuditEvent.objects.count() == 10
 
@@ -110,12 +112,12 @@ def test_one_bad_row_fails_alone_and_a_failed_companion_spares_the_rows(committe
         committer.submit(values=_row(4), companion=failing, payload="good"),
     ]
     gate.set()
-    assert first.result(timeout=30) is None
-    assert queued[0].result(timeout=30) == "ok"
+    assert first.result(timeout=30).result is None
+    assert queued[0].result(timeout=30).result == "ok"
     with pytest.raises(ValueError, match="not audit columns"):
         queued[1].result(timeout=30)
-    assert queued[2].result(timeout=30) is None  # its companion failed; its row is written
-    assert queued[3].result(timeout=30) == "ok"
+    assert queued[2].result(timeout=30).result is None  # its companion failed; its row is written
+    assert queued[3].result(timeout=30).result == "ok"
     assert sorted(AuditEvent.objects.values_list("request_id", flat=True)) == ["req_0", "req_1", "req_3", "req_4"]
     assert audit_chain_verify().ok
 
@@ -141,14 +143,14 @@ def test_an_unreachable_database_fails_every_waiter_of_the_batch_at_once(committ
 
 
 def test_the_inline_path_writes_the_row_and_its_companion_in_one_transaction() -> None:
-    result = audit_append_with(values=_row(1)(), companion=lambda payloads: [f"{p}!" for p in payloads], payload="x")
-    assert result == "x!"
+    written = audit_append_with(values=_row(1)(), companion=lambda payloads: [f"{p}!" for p in payloads], payload="x")
+    assert written.result == "x!" and written.seq == 1
 
     def failing(payloads: list[Any]) -> list[Any]:
         AuditEvent.objects.exists()
         raise DatabaseError("the companion failed")
 
-    assert audit_append_with(values=_row(2)(), companion=failing, payload="y") is None
+    assert audit_append_with(values=_row(2)(), companion=failing, payload="y").result is None
     assert sorted(AuditEvent.objects.values_list("request_id", flat=True)) == ["req_1", "req_2"]
 
 

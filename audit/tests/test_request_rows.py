@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 
 from audit.hashing import keyed_hash
+from audit.models import AuditEvent
 from routing.models import Backend
 from teams.models import Classification
 from teams.services import IssuedKey, api_key_issue, api_key_revoke
@@ -133,19 +134,23 @@ def test_every_refusal_leaves_exactly_one_row(
 # ── the audit write fails: nothing is served ──
 
 
-@pytest.fixture
-def audit_writes_fail(sensitive_key: IssuedKey) -> Iterator[None]:
-    """From now on the database refuses every audit insert (as a full disk or a lost primary would)."""
+def _refuse_audit_inserts(only: str | None = None) -> Iterator[None]:
+    """The database refuses audit inserts (as a full disk or a lost primary would): every one, or
+    those of one event type."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            condition = f"NEW.event_type = '{only}'" if only else "TRUE"
             cursor.execute(
-                "CREATE FUNCTION test_audit_refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$ "
+                "CREATE FUNCTION test_audit_refuse() RETURNS trigger AS $$ BEGIN "
+                f"IF {condition} THEN RAISE EXCEPTION 'disk full'; END IF; RETURN NEW; END $$ "
                 "LANGUAGE plpgsql; CREATE TRIGGER test_audit_refuse BEFORE INSERT ON audit_auditevent "
                 "FOR EACH ROW EXECUTE FUNCTION test_audit_refuse();"
             )
         else:
+            when = f"WHEN NEW.event_type = '{only}' " if only else ""
             cursor.execute(
-                "CREATE TRIGGER test_audit_refuse BEFORE INSERT ON audit_auditevent BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
+                f"CREATE TRIGGER test_audit_refuse BEFORE INSERT ON audit_auditevent {when}"
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END;"
             )
     yield
     with connection.cursor() as cursor:
@@ -153,6 +158,18 @@ def audit_writes_fail(sensitive_key: IssuedKey) -> Iterator[None]:
             cursor.execute("DROP TRIGGER test_audit_refuse ON audit_auditevent; DROP FUNCTION test_audit_refuse();")
         else:
             cursor.execute("DROP TRIGGER test_audit_refuse")
+
+
+@pytest.fixture
+def audit_writes_fail(sensitive_key: IssuedKey) -> Iterator[None]:
+    """From now on the database refuses every audit insert."""
+    yield from _refuse_audit_inserts()
+
+
+@pytest.fixture
+def closing_rows_fail(sensitive_key: IssuedKey) -> Iterator[None]:
+    """A stream's opening row is written, its closing (`request`) row is refused."""
+    yield from _refuse_audit_inserts(only="request")
 
 
 @pytest.mark.sqlite
@@ -167,8 +184,25 @@ def test_an_answer_that_cannot_be_audited_is_not_served(audit_writes_fail: None,
 
 @pytest.mark.sqlite
 @pytest.mark.django_db(transaction=True)
-def test_a_stream_that_cannot_be_audited_ends_in_an_error_not_done(audit_writes_fail: None, sensitive_key: IssuedKey) -> None:
+def test_a_stream_whose_opening_row_cannot_be_written_is_refused_before_any_byte(
+    audit_writes_fail: None, sensitive_key: IssuedKey
+) -> None:
+    response = chat(sensitive_key.plaintext, "hello", stream=True)
+    assert response.status_code == 503
+    assert response["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert b"Mock answer" not in response.content
+    assert not AuditEvent.objects.filter(request_id=response["x-request-id"]).exists()
+
+
+@pytest.mark.sqlite
+@pytest.mark.django_db(transaction=True)
+def test_a_stream_whose_closing_row_cannot_be_written_ends_in_an_error_not_done(
+    closing_rows_fail: None, sensitive_key: IssuedKey
+) -> None:
     response = chat(sensitive_key.plaintext, "hello", stream=True)
     body = read_stream(response)
     assert '"code":"service_unavailable"' in body
     assert "[DONE]" not in body
+    [opened] = AuditEvent.objects.filter(request_id=response["x-request-id"])
+    assert opened.event_type == "stream_opened"
