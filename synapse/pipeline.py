@@ -252,6 +252,10 @@ def _append_here(ctx: RequestContext, settles: _Settles) -> Written:
     return audit_append_with(values=_row_values(ctx), companion=_settle_with_rows, payload=settles)
 
 
+def _append_opened(values: dict[str, Any]) -> Written:
+    return audit_append_with(values=values)
+
+
 async def _open_stream(ctx: RequestContext) -> None:
     """Commit a stream's opening row (`stream_opened`), before its first byte. Shielded, like
     the closing row: a client that leaves meanwhile gets its closing row written after it."""
@@ -260,7 +264,7 @@ async def _open_stream(ctx: RequestContext) -> None:
     async def write() -> None:
         with audit_write_timer():  # an audit write like any other; not a request (no request metrics)
             if on_caller_thread() or not group_commit_enabled():
-                written = await run_db(partial(audit_append_with, values=values))
+                written = await run_db(_append_opened, values)
             else:
                 written = await asyncio.wrap_future(group_committer().submit(values=lambda: values))
         ctx.stream_opened_seq = written.seq
@@ -271,7 +275,7 @@ async def _open_stream(ctx: RequestContext) -> None:
 
 async def _write_row(ctx: RequestContext) -> None:
     """The request's one row, durable, with its settlement; then the anomaly rules, queued."""
-    if ctx.stream_open_write is not None:
+    if ctx.stream_open_write is not None and not ctx.stream_open_write.done():
         # The closing row follows its opening row in the chain (whether or not that was written).
         await asyncio.gather(ctx.stream_open_write, return_exceptions=True)
     settles = _settles(ctx)
