@@ -4,7 +4,8 @@ pytest-django empties every table after a transactional test (TRUNCATE on Postgr
 on SQLite), which the append-only triggers refuse, by design. `flush_suspending_triggers()`
 makes only that flush run with triggers suspended, inside the flush's own transaction; the
 triggers themselves are never altered outside it, so every test runs against them as
-production does.
+production does. Under two roles (tests/roles.py) the tests' role may not TRUNCATE at all: the
+flush then runs as the tables' owner, in a session of its own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
 
@@ -52,14 +53,30 @@ def triggers_suspended(connection: BaseDatabaseWrapper) -> Iterator[None]:
 
 
 @contextmanager
-def flush_suspending_triggers() -> Iterator[None]:
-    """While active, Django's flush (and so pytest-django's) empties tables past the triggers."""
+def flush_suspending_triggers(*, owner_alias: str | None = None) -> Iterator[None]:
+    """While active, Django's flush (and so pytest-django's) empties tables past the triggers.
+
+    `owner_alias`: the alias of the role that owns the tables, when the tests' connections use
+    another (PostgreSQL). Each flush opens a session of its own as that role, under another
+    alias: a test that did not ask for `owner_alias` has its connections guarded against queries.
+    """
     original = BaseDatabaseOperations.execute_sql_flush
 
     def execute_sql_flush(self: BaseDatabaseOperations, sql_list: Iterable[str]) -> None:
         connection = self.connection
-        with transaction.atomic(using=connection.alias), triggers_suspended(connection):
-            original(self, sql_list)
+        if owner_alias is None or connection.alias == owner_alias:
+            with transaction.atomic(using=connection.alias), triggers_suspended(connection):
+                original(self, sql_list)
+            return
+        owner = connections[owner_alias].copy(alias=f"{owner_alias}_flush")
+        try:
+            owner.ensure_connection()
+            with owner.connection.transaction(), owner.connection.cursor() as cursor:
+                cursor.execute("SET LOCAL session_replication_role = replica")
+                for sql in sql_list:
+                    cursor.execute(sql)
+        finally:
+            owner.close()
 
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]  # a deliberate test-only patch
     try:
