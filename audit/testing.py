@@ -11,10 +11,11 @@ flush then runs as the tables' owner, in a session of its own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
 
@@ -57,10 +58,23 @@ def flush_suspending_triggers(*, owner_alias: str | None = None) -> Iterator[Non
     """While active, Django's flush (and so pytest-django's) empties tables past the triggers.
 
     `owner_alias`: the alias of the role that owns the tables, when the tests' connections use
-    another (PostgreSQL). Each flush opens a session of its own as that role, under another
-    alias: a test that did not ask for `owner_alias` has its connections guarded against queries.
+    another (PostgreSQL). The flush then runs in a session of this context's own, as that role,
+    under another alias: a test that did not ask for `owner_alias` has its connections guarded
+    against queries. The session is kept from flush to flush, so a server short of connections
+    (other test runs) does not fail the flush.
     """
     original = BaseDatabaseOperations.execute_sql_flush
+    owner: BaseDatabaseWrapper | None = None
+
+    def owner_session(alias: str) -> Any:
+        nonlocal owner
+        if owner is None or owner.connection is None or owner.connection.closed or owner.connection.broken:
+            if owner is not None:
+                with suppress(DatabaseError):
+                    owner.close()
+            owner = connections[alias].copy(alias=f"{alias}_flush")
+            owner.ensure_connection()
+        return owner.connection
 
     def execute_sql_flush(self: BaseDatabaseOperations, sql_list: Iterable[str]) -> None:
         connection = self.connection
@@ -68,18 +82,16 @@ def flush_suspending_triggers(*, owner_alias: str | None = None) -> Iterator[Non
             with transaction.atomic(using=connection.alias), triggers_suspended(connection):
                 original(self, sql_list)
             return
-        owner = connections[owner_alias].copy(alias=f"{owner_alias}_flush")
-        try:
-            owner.ensure_connection()
-            with owner.connection.transaction(), owner.connection.cursor() as cursor:
-                cursor.execute("SET LOCAL session_replication_role = replica")
-                for sql in sql_list:
-                    cursor.execute(sql)
-        finally:
-            owner.close()
+        session = owner_session(owner_alias)
+        with session.transaction(), session.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            for sql in sql_list:
+                cursor.execute(sql)
 
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]  # a deliberate test-only patch
     try:
         yield
     finally:
         BaseDatabaseOperations.execute_sql_flush = original  # type: ignore[method-assign]  # a deliberate test-only patch
+        if owner is not None:
+            owner.close()
