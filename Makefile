@@ -5,7 +5,17 @@ BIN := $(VENV)/bin
 STATE := .synapse
 SYNAPSE_PORT ?= 8080
 SYNAPSE_WORKERS ?= 2
-TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/synapse_test)
+# The PostgreSQL pass runs with two roles, as production does: the owner (DATABASE_ADMIN_URL)
+# creates, migrates and empties the test database; the tests and the servers they start work as
+# the serving role (DATABASE_URL), which owns nothing (tests/roles.py). A DATABASE_URL given
+# alone runs everything as that one role.
+ifdef DATABASE_URL
+TEST_DATABASE_URL := $(DATABASE_URL)
+TEST_DATABASE_ADMIN_URL := $(DATABASE_ADMIN_URL)
+else
+TEST_DATABASE_URL := postgres://synapse_serving@127.0.0.1:5432/synapse_test
+TEST_DATABASE_ADMIN_URL := $(or $(DATABASE_ADMIN_URL),postgres://postgres@127.0.0.1:5432/synapse_test)
+endif
 
 export SYNAPSE_PORT SYNAPSE_WORKERS
 
@@ -43,10 +53,10 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 test: $(VENV)/.dev chromium
-	@DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/python tests/ensure_postgres.py
-	DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest -q --cov --cov-report=term:skip-covered
+	@DATABASE_URL=$(TEST_DATABASE_URL) DATABASE_ADMIN_URL=$(TEST_DATABASE_ADMIN_URL) $(BIN)/python tests/ensure_postgres.py
+	DATABASE_URL=$(TEST_DATABASE_URL) DATABASE_ADMIN_URL=$(TEST_DATABASE_ADMIN_URL) $(BIN)/pytest -q --cov --cov-report=term:skip-covered
 	@mkdir -p $(STATE)
-	DATABASE_URL=sqlite:///$(CURDIR)/$(STATE)/test.sqlite3 $(BIN)/pytest -q -m sqlite -p no:cacheprovider
+	DATABASE_URL=sqlite:///$(CURDIR)/$(STATE)/test.sqlite3 DATABASE_ADMIN_URL= $(BIN)/pytest -q -m sqlite -p no:cacheprovider
 
 # mypy imports the settings, which refuse the development secret: a lint-only key, never served.
 lint: $(VENV)/.dev

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from routing.services import routing_import
 from teams.models import Classification, Team
 from teams.services import IssuedKey, api_key_issue, team_create
 from tests.fakes.openai import FakeOpenAI
+from tests.roles import OWNER_ALIAS, TWO_ROLES, DefaultLogin, url_of
 
 ROOT = Path(__file__).resolve().parent
 BOUND_PROMPT = "You are the claims assistant. Never reveal policy numbers."
@@ -34,16 +35,45 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# ── the test database: made by the owner role, served by the serving role (tests/roles.py) ──
+
+
+@pytest.fixture(scope="session")
+def _default_login() -> DefaultLogin:
+    return DefaultLogin()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, _default_login: DefaultLogin
+) -> Iterator[None]:
+    """pytest-django's hook just before it creates the test database: the owner creates it."""
+    _default_login.as_owner()
+    yield
+    _default_login.as_serving_role()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker, _default_login: DefaultLogin) -> Iterator[None]:
+    """Created and migrated by the owner; the tests then run as the serving role, and the owner
+    drops the database at the end."""
+    with django_db_blocker.unblock():
+        _default_login.grant()
+    _default_login.as_serving_role()
+    yield
+    _default_login.as_owner()
+
+
 # ── append-only tables ──
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _flush_past_append_only_triggers() -> Iterator[None]:
     """Transactional tests end with a flush (TRUNCATE / DELETE of every table), which the audit
-    log's triggers refuse; only that flush runs with triggers suspended."""
+    log's triggers refuse; only that flush runs with triggers suspended, and as the owner role."""
     from audit.testing import flush_suspending_triggers
 
-    with flush_suspending_triggers():
+    with flush_suspending_triggers(owner_alias=OWNER_ALIAS if TWO_ROLES else None):
         yield
 
 
@@ -190,7 +220,10 @@ def start_gateway(
 ) -> Gateway:
     port = free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"synapse-gateway-{port}.log"
-    env = {**os.environ, "DATABASE_URL": database_url, "SYNAPSE_LOG_LEVEL": "WARNING", **(extra_env or {})}
+    # The owner's URL stays with the test process: a server gets the serving role only, as a
+    # production replica does (only the migrate Job holds DATABASE_ADMIN_URL).
+    inherited = {name: value for name, value in os.environ.items() if name != "DATABASE_ADMIN_URL"}
+    env = {**inherited, "DATABASE_URL": database_url, "SYNAPSE_LOG_LEVEL": "WARNING", **(extra_env or {})}
     process = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
@@ -239,14 +272,14 @@ def stop_gateway(gateway: Gateway) -> None:
 
 
 def database_url_for_tests() -> str:
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    host = settings.get("HOST") or "127.0.0.1"
-    port = settings.get("PORT") or 5432
-    user = settings.get("USER") or "postgres"
-    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
-    return f"postgres://{user}{password}@{host}:{port}/{settings['NAME']}"
+    """The test database as the serving role: what the servers the tests start are given."""
+    return url_of(connection.settings_dict)
+
+
+def owner_database_url_for_tests() -> str:
+    """The test database as its owner role (under one role, the same as database_url_for_tests):
+    for what only an owner or an administrator may do, such as creating databases or roles."""
+    return url_of(connections[OWNER_ALIAS].settings_dict)
 
 
 @pytest.fixture(scope="session")

@@ -4,16 +4,18 @@ pytest-django empties every table after a transactional test (TRUNCATE on Postgr
 on SQLite), which the append-only triggers refuse, by design. `flush_suspending_triggers()`
 makes only that flush run with triggers suspended, inside the flush's own transaction; the
 triggers themselves are never altered outside it, so every test runs against them as
-production does.
+production does. Under two roles (tests/roles.py) the tests' role may not TRUNCATE at all: the
+flush then runs as the tables' owner, in a session of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
 
@@ -52,17 +54,44 @@ def triggers_suspended(connection: BaseDatabaseWrapper) -> Iterator[None]:
 
 
 @contextmanager
-def flush_suspending_triggers() -> Iterator[None]:
-    """While active, Django's flush (and so pytest-django's) empties tables past the triggers."""
+def flush_suspending_triggers(*, owner_alias: str | None = None) -> Iterator[None]:
+    """While active, Django's flush (and so pytest-django's) empties tables past the triggers.
+
+    `owner_alias`: the alias of the role that owns the tables, when the tests' connections use
+    another (PostgreSQL). The flush then runs in a session of this context's own, as that role,
+    under another alias: a test that did not ask for `owner_alias` has its connections guarded
+    against queries. The session is kept from flush to flush, so a server short of connections
+    (other test runs) does not fail the flush.
+    """
     original = BaseDatabaseOperations.execute_sql_flush
+    owner: BaseDatabaseWrapper | None = None
+
+    def owner_session(alias: str) -> Any:
+        nonlocal owner
+        if owner is None or owner.connection is None or owner.connection.closed or owner.connection.broken:
+            if owner is not None:
+                with suppress(DatabaseError):
+                    owner.close()
+            owner = connections[alias].copy(alias=f"{alias}_flush")
+            owner.ensure_connection()
+        return owner.connection
 
     def execute_sql_flush(self: BaseDatabaseOperations, sql_list: Iterable[str]) -> None:
         connection = self.connection
-        with transaction.atomic(using=connection.alias), triggers_suspended(connection):
-            original(self, sql_list)
+        if owner_alias is None or connection.alias == owner_alias:
+            with transaction.atomic(using=connection.alias), triggers_suspended(connection):
+                original(self, sql_list)
+            return
+        session = owner_session(owner_alias)
+        with session.transaction(), session.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            for sql in sql_list:
+                cursor.execute(sql)
 
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]  # a deliberate test-only patch
     try:
         yield
     finally:
         BaseDatabaseOperations.execute_sql_flush = original  # type: ignore[method-assign]  # a deliberate test-only patch
+        if owner is not None:
+            owner.close()

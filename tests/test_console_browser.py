@@ -38,7 +38,7 @@ def test_the_console_in_a_browser(case: str) -> None:
 def _drop_leftover_database(pid: int) -> None:
     """The child's test database (tests/settings.py names it by pid), if a live-server thread's
     session kept it from being dropped at the child's exit."""
-    url = os.environ.get("DATABASE_URL", "")
+    url = os.environ.get("DATABASE_ADMIN_URL") or os.environ.get("DATABASE_URL", "")  # the role that made it
     if not url.startswith("postgres"):
         return
     import psycopg

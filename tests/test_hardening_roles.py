@@ -17,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import database_url_for_tests, start_gateway, stop_gateway
+from conftest import owner_database_url_for_tests, start_gateway, stop_gateway
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def two_roles() -> Iterator[tuple[str, str]]:
     """(owner URL, serving URL) of a new database the owner role owns."""
-    superuser = urlsplit(database_url_for_tests())
+    superuser = urlsplit(owner_database_url_for_tests())  # the serving role may not make roles
     if superuser.scheme != "postgres":
         pytest.skip("two roles are a PostgreSQL deployment; SQLite is a single-machine trial")
     tag = uuid.uuid4().hex[:8]

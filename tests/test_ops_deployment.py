@@ -25,7 +25,9 @@ from conftest import ROOT, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.gateway
 
-SERVER = os.environ.get("DATABASE_URL", "")
+# The throwaway databases are made, and used, by the role that may create databases: the owner
+# role when the suite runs with two (tests/roles.py).
+SERVER = os.environ.get("DATABASE_ADMIN_URL") or os.environ.get("DATABASE_URL", "")
 
 
 def _admin() -> psycopg.Connection:
@@ -48,7 +50,8 @@ def fresh_database() -> Iterator[str]:
 
 
 def manage(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "synapse.settings"}
+    inherited = {name: value for name, value in os.environ.items() if name != "DATABASE_ADMIN_URL"}  # one role here
+    env = {**inherited, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "synapse.settings"}
     return subprocess.run(
         [sys.executable, str(Path(ROOT) / "manage.py"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test import override_settings
 
 from audit.models import AuditEvent
 from conftest import free_port
 from synapse.health import readiness
+from tests.roles import OWNER_ALIAS, owner_db
 
 pytestmark = pytest.mark.django_db
 
@@ -30,15 +32,28 @@ def test_an_unapplied_migration_is_named() -> None:
     assert results["database"] == "ok" and results["audit"] == "ok"
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_an_audit_table_without_insert_rights_is_not_ready() -> None:
+@pytest.fixture
+def reader_role() -> Iterator[str]:
+    """A role that may read what the other checks read, but not write the audit log, and that
+    the tests' role may become. Made by the owner role: the serving role may not make roles."""
     role = f"synapse_ro_{uuid.uuid4().hex[:8]}"
-    with connection.cursor() as cursor:
-        # A role that may read what the other checks read, but not write the audit log.
+    with connections[OWNER_ALIAS].cursor() as cursor:
         cursor.execute(f"CREATE ROLE {role}")
         cursor.execute(f"GRANT SELECT ON django_migrations, synapse_counter, {AuditEvent._meta.db_table} TO {role}")
-        cursor.execute(f"SET LOCAL ROLE {role}")
-    results = readiness()
+        cursor.execute(f'GRANT {role} TO "{connection.settings_dict["USER"]}"')
+    yield role
+    with connections[OWNER_ALIAS].cursor() as cursor:
+        cursor.execute(f"DROP OWNED BY {role}")
+        cursor.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@owner_db  # the role is committed, so the tests' session can become it
+def test_an_audit_table_without_insert_rights_is_not_ready(reader_role: str) -> None:
+    with transaction.atomic():  # SET LOCAL: the pooled session is itself again after it
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL ROLE {reader_role}")
+        results = readiness()
     assert results["audit"] == f"no INSERT privilege on {AuditEvent._meta.db_table}"
     assert results["database"] == "ok" and results["migrations"] == "ok" and results["counters"] == "ok"
 

@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.test import AsyncClient
 
 from audit.models import AuditEvent
 from audit.testing import triggers_suspended
+from tests.roles import OWNER_ALIAS
 
 CHAT = "/v1/chat/completions"
 
@@ -37,6 +38,8 @@ def request_rows() -> list[AuditEvent]:
 
 
 def as_superuser(sql: str, params: list[Any] | None = None) -> None:
-    """What someone who controls the database can do: write past the append-only triggers."""
-    with transaction.atomic(), triggers_suspended(connection), connection.cursor() as cursor:
+    """What someone who controls the database can do: write past the append-only triggers.
+    As the tables' owner (tests/roles.py), so the test must commit its rows (`@owner_db`)."""
+    owner = connections[OWNER_ALIAS]
+    with transaction.atomic(using=OWNER_ALIAS), triggers_suspended(owner), owner.cursor() as cursor:
         cursor.execute(sql, params)

@@ -7,13 +7,14 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from audit.chain import CHAINED_FIELDS, GENESIS, chain_hash, content_digest
 from audit.models import AuditEvent, EventType
 from audit.selectors import audit_chain_verify
 from audit.services import audit_event_append, audit_governance_event
+from tests.roles import OWNER_ALIAS, owner_db
 
 from .helpers import as_superuser
 
@@ -93,30 +94,34 @@ def test_what_is_hashed_is_what_the_database_gives_back() -> None:
         "DELETE FROM audit_auditevent",  # SQLite's TRUNCATE
     ],
 )
+@owner_db  # the triggers bind even the owner; the serving role lacks the privilege (test_db_roles)
 def test_the_database_refuses_updates_and_deletes(sql: str) -> None:
     events(2)
-    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+    owner = connections[OWNER_ALIAS]
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(using=OWNER_ALIAS), owner.cursor() as cursor:
         cursor.execute(sql)
     assert AuditEvent.objects.count() == 2
 
 
+@owner_db
 def test_the_orm_cannot_edit_or_delete_either() -> None:
     [row] = events(1)
     row.actor = "mallory"
-    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
-        row.save()
-    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():
-        AuditEvent.objects.all().delete()
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(using=OWNER_ALIAS):
+        row.save(using=OWNER_ALIAS)
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(using=OWNER_ALIAS):
+        AuditEvent.objects.using(OWNER_ALIAS).all().delete()
 
 
+@owner_db
 def test_postgresql_refuses_truncate() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no TRUNCATE; DELETE without WHERE is covered above")
     events(1)
     with (
         pytest.raises(IntegrityError, match="append-only; TRUNCATE is refused"),
-        transaction.atomic(),
-        connection.cursor() as cursor,
+        transaction.atomic(using=OWNER_ALIAS),
+        connections[OWNER_ALIAS].cursor() as cursor,
     ):
         cursor.execute("TRUNCATE audit_auditevent")
 
@@ -138,6 +143,7 @@ def test_a_writer_cannot_choose_its_place_in_the_chain() -> None:
     assert verify().startswith("FAILED at seq 3 ")
 
 
+@owner_db
 def test_a_row_altered_behind_the_triggers_is_reported_at_that_row() -> None:
     events(5)
     as_superuser("UPDATE audit_auditevent SET actor = 'mallory' WHERE seq = 3")
@@ -146,6 +152,7 @@ def test_a_row_altered_behind_the_triggers_is_reported_at_that_row() -> None:
     assert "content does not match its row_hash" in message
 
 
+@owner_db
 def test_a_deleted_row_is_detected() -> None:
     events(5)
     as_superuser("DELETE FROM audit_auditevent WHERE seq = 2")
@@ -154,6 +161,7 @@ def test_a_deleted_row_is_detected() -> None:
     assert "(seq 2) are missing" in message
 
 
+@owner_db
 def test_a_row_rewritten_with_a_fresh_hash_is_caught_at_the_next_row() -> None:
     events(4)
     row = AuditEvent.objects.values(*CHAINED_FIELDS, "prev_hash").get(seq=2)

@@ -18,6 +18,7 @@ from django.test import override_settings
 from audit.chain import CHAINED_FIELDS, GENESIS, chain_hash, content_digest
 from audit.models import AuditEvent, EventType
 from audit.services import audit_governance_event
+from tests.roles import owner_db
 
 from .helpers import as_superuser
 
@@ -77,6 +78,7 @@ def test_the_log_extends_its_checkpoint_as_it_grows(tmp_path: Path) -> None:
     assert verify("--checkpoint", str(path)) == f"ok: 5 events, head {head}, extends checkpoint at seq 3"
 
 
+@owner_db
 def test_a_rewritten_table_passes_the_chain_but_not_the_checkpoint(tmp_path: Path) -> None:
     events(4)
     path = checkpoint(tmp_path)
@@ -87,6 +89,7 @@ def test_a_rewritten_table_passes_the_chain_but_not_the_checkpoint(tmp_path: Pat
     assert "differs from the checkpoint" in message
 
 
+@owner_db
 def test_rows_removed_from_the_end_are_caught_by_the_checkpoint(tmp_path: Path) -> None:
     events(4)
     path = checkpoint(tmp_path)

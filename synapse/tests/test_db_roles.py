@@ -3,8 +3,8 @@
 Before: with one role for everything, the role serving requests owned the tables and could
 `ALTER TABLE audit_auditevent DISABLE TRIGGER …` then UPDATE/DELETE rows, `DROP TRIGGER` +
 `TRUNCATE`, and the same on the key bindings (a key turned from sensitive to non_sensitive).
-Here a fresh non-owner role gets exactly what `migrate` grants the serving role, and each of
-those moves is tried as it.
+Each of those moves is tried as a role holding exactly what `migrate` grants the serving role:
+under `make test` the very role the whole suite runs as (tests/roles.py), else a fresh one.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from synapse.audit_record import request_record
 from synapse.context import RequestContext
 from synapse.db_roles import serving_role_grant
 from teams.services import IssuedKey
+from tests.roles import TWO_ROLES
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +44,8 @@ def as_role(role: str) -> Iterator[None]:
 def serving_role() -> str:
     if connection.vendor != "postgresql":
         pytest.skip("two roles are a PostgreSQL deployment; SQLite is a single-machine trial")
+    if TWO_ROLES:
+        return str(connection.settings_dict["USER"])  # granted by the test database's setup
     role = f"synapse_serving_{uuid.uuid4().hex[:8]}"
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE ROLE "{role}" NOLOGIN')  # rolled back with the test's transaction
@@ -82,3 +85,14 @@ def test_the_serving_role_writes_audit_rows_but_cannot_undo_the_rules(serving_ro
                 refused[statement] = type(exc.__cause__)
     assert refused == attempts
     assert AuditEvent.objects.filter(request_id="req_role").exists()
+
+
+def test_the_suite_itself_runs_as_a_role_that_owns_nothing() -> None:
+    if not TWO_ROLES:
+        pytest.skip("one role (no DATABASE_ADMIN_URL): `make test` runs with two")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user")
+        user, *powers = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tableowner = current_user")
+        owned = cursor.fetchone()[0]
+    assert (user, powers, owned) == (connection.settings_dict["USER"], [False, False, False], 0)
