@@ -10,10 +10,12 @@ flush then runs as the tables' owner, in a session of its own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -82,11 +84,21 @@ def flush_suspending_triggers(*, owner_alias: str | None = None) -> Iterator[Non
             with transaction.atomic(using=connection.alias), triggers_suspended(connection):
                 original(self, sql_list)
             return
-        session = owner_session(owner_alias)
-        with session.transaction(), session.cursor() as cursor:
-            cursor.execute("SET LOCAL session_replication_role = replica")
-            for sql in sql_list:
-                cursor.execute(sql)
+        # A gateway the tests started may still be writing for the last test (its anomaly
+        # rules run after the answer): TRUNCATE then waits on, or deadlocks with, that work.
+        # The loser of a deadlock is rolled back whole; try again.
+        for attempt in range(5):
+            session = owner_session(owner_alias)
+            try:
+                with session.transaction(), session.cursor() as cursor:
+                    cursor.execute("SET LOCAL session_replication_role = replica")
+                    for sql in sql_list:
+                        cursor.execute(sql)
+                return
+            except psycopg.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2)
 
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]  # a deliberate test-only patch
     try:
