@@ -18,6 +18,7 @@ _PER_MINUTE = {
     BreachKind.TEAM_RPM: "requests",
     BreachKind.TPM: "tokens",
     BreachKind.TEAM_TPM: "tokens",
+    BreachKind.CONCURRENCY: "requests",  # not per minute, but a 429 the SDKs retry the same way
 }
 
 
@@ -259,14 +260,19 @@ def limit_exceeded(breach: Breach) -> GatewayError:
     if breach.kind in (BreachKind.BUDGET, BreachKind.TEAM_BUDGET):
         renews = breach.renews_at.isoformat() if breach.renews_at else "the start of the next period"
         return budget_exceeded(
-            f"The budget of {whose} for the current period is exhausted; it renews at {renews}. "
-            "Ask the team's owner to raise it."
+            f"The budget of {whose} for the current period is exhausted; it renews at {renews}. Ask the team's owner to raise it."
         )
     if breach.kind in (BreachKind.TPM, BreachKind.TEAM_TPM):
         message = (
             f"Rate limit reached for {whose}: this request needs about {breach.needed} tokens and the "
             "tokens-per-minute limit has too few left."
         )
+    elif breach.kind == BreachKind.CONCURRENCY:
+        message = (
+            f"Concurrency limit reached for {whose}: it allows at most {breach.limit} requests in flight at once. "
+            "Retry when one of them has finished."
+        )
+        return rate_limited(message, kind=breach.kind, retry_after=breach.retry_after, code="concurrency_limit_exceeded")
     else:
         message = f"Rate limit reached for {whose}: too many requests per minute."
     return rate_limited(message, kind=breach.kind, retry_after=breach.retry_after)

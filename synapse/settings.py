@@ -178,6 +178,9 @@ SYNAPSE = {
     "CIRCUIT_COOLDOWN": env.float("SYNAPSE_CIRCUIT_COOLDOWN", default=30.0),
     # Completion tokens held for a request that sets no max_tokens on a key with no ceiling.
     "DEFAULT_COMPLETION_RESERVE": env.int("SYNAPSE_DEFAULT_COMPLETION_RESERVE", default=1024),
+    # A key's in-flight slot (max_concurrent) is a lease: a killed worker's slots free themselves
+    # within this many seconds; running requests' slots are refreshed every third of it.
+    "CONCURRENCY_LEASE_SECONDS": env.float("SYNAPSE_CONCURRENCY_LEASE_SECONDS", default=60.0),
     "WEBHOOK_POLL_SECONDS": env.float("SYNAPSE_WEBHOOK_POLL_SECONDS", default=5.0),
     "WEBHOOK_BACKOFF_SECONDS": env.float("SYNAPSE_WEBHOOK_BACKOFF_SECONDS", default=30.0),
     "WEBHOOK_MAX_ATTEMPTS": env.int("SYNAPSE_WEBHOOK_MAX_ATTEMPTS", default=12),
