@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -37,7 +38,12 @@ def _key(team: Team, **limits: Any) -> KeyScope:
 def _reserve(scope: KeyScope) -> Reservation:
     body = {"model": "mock-small", "messages": [{"role": "user", "content": "hello"}]}
     return limits_reserve(
-        scope=scope, endpoint="chat.completions", body=body, model="mock-small", input_price_per_mtok=0, output_price_per_mtok=0
+        scope=scope,
+        endpoint="chat.completions",
+        body=body,
+        model="mock-small",
+        input_price_per_mtok=Decimal(0),
+        output_price_per_mtok=Decimal(0),
     )
 
 
