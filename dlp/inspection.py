@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import decode, fields
+from .budget import scan_budget, size_check
 from .engine import Action, Finding, Scanner, ScanResult, redact
 from .logprobs import TokenGuard, redact_tokens
 from .stream import DEFAULT_WINDOW, StreamGuard
@@ -89,16 +90,30 @@ class Inspector:
         rewritten = fields.rewrite(messages, lambda text: self._scan(self.prompt, text, verdict))
         return rewritten, verdict
 
-    def request(self, body: dict[str, Any]) -> tuple[dict[str, Any], Verdict]:
+    def request(self, body: dict[str, Any], *, max_bytes: int = 0, budget_ms: int = 0) -> tuple[dict[str, Any], Verdict]:
         """Scan every field of a canonical chat or embeddings body (fields.py says which);
-        a copy with redactions, or the same dict if nothing changed."""
+        a copy with redactions, or the same dict if nothing changed.
+
+        Bounded (budget.py): raises `ScanBudgetError` without scanning when the text to scan is
+        over `max_bytes`, and stops with it once the scan has run `budget_ms` (0: unbounded).
+        """
+        if max_bytes and len(self.prompt):
+            texts: list[str] = []
+
+            def collect(text: str) -> str:
+                texts.append(text)
+                return text
+
+            fields.rewrite_body(body, collect)
+            size_check(iter(texts), limit=max_bytes)
         verdict = Verdict()
-        rewritten = fields.rewrite_body(body, lambda text: self._scan(self.prompt, text, verdict))
-        messages = rewritten.get("messages")
-        if isinstance(messages, list):
-            joined = self._across(messages, verdict)
-            if joined is not messages:
-                rewritten = {**rewritten, "messages": joined}
+        with scan_budget(budget_ms):
+            rewritten = fields.rewrite_body(body, lambda text: self._scan(self.prompt, text, verdict))
+            messages = rewritten.get("messages")
+            if isinstance(messages, list):
+                joined = self._across(messages, verdict)
+                if joined is not messages:
+                    rewritten = {**rewritten, "messages": joined}
         return rewritten, verdict
 
     def _across(self, messages: list[Any], verdict: Verdict) -> list[Any]:

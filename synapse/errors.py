@@ -11,6 +11,7 @@ from typing import Any
 from django.http import JsonResponse
 
 from audit.models import Decision
+from dlp.budget import ScanBudgetError
 from teams.limits import Breach, BreachKind
 
 _PER_MINUTE = {
@@ -315,6 +316,26 @@ def dlp_blocked(categories: tuple[str, ...], *, param: str = "messages") -> Gate
         code="dlp_blocked",
         param=param,
         decision=Decision.BLOCKED_DLP,
+    )
+
+
+def dlp_unscannable(exc: ScanBudgetError, *, param: str = "messages") -> GatewayError:
+    # Fail closed: a prompt DLP could not finish scanning cannot be vouched for. Monitor mode
+    # does not let it through either: redaction applies there too, and it was not done.
+    if exc.reason == "size":
+        message = (
+            f"The request's text is {exc.measured} bytes; data-loss prevention scans at most {exc.limit} per "
+            "request, so it was not sent. Split it into smaller requests."
+        )
+        code = "prompt_too_large_to_scan"
+    else:
+        message = (
+            f"Data-loss prevention could not finish scanning the request's text within {exc.limit} ms, so it was not "
+            "sent. Split it into smaller requests."
+        )
+        code = "prompt_scan_budget_exceeded"
+    return GatewayError(
+        status=400, message=message, type="invalid_request_error", code=code, param=param, decision=Decision.BLOCKED_DLP
     )
 
 

@@ -26,6 +26,7 @@ from django.db import DatabaseError, OperationalError
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from audit.services import audit_record_request
+from dlp.budget import ScanBudgetError
 from dlp.engine import Action, Direction
 from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
 from dlp.selectors import dlp_policy
@@ -51,6 +52,7 @@ from .errors import (
     dlp_blocked,
     dlp_response_blocked,
     dlp_unreadable_content,
+    dlp_unscannable,
     internal_error,
     limit_exceeded,
     limits_unavailable,
@@ -105,12 +107,19 @@ def _prescan(ctx: RequestContext, inspector: Inspector) -> None:
     (RE2 is linear, but ~1 MB/s on the worst inputs) then stalls one request, not the worker.
     The verdict is applied in order, after the scope checks (`_inspect_messages`)."""
     # Every field of the body, not only the text the model is asked about (dlp/fields.py).
-    if ctx.endpoint in CHAT_ENDPOINTS and isinstance(ctx.body.get("messages"), list):
-        ctx.body, verdict = inspector.request(ctx.body)
-        ctx.prompt_scan = ctx.body["messages"], verdict
-    elif ctx.endpoint == "embeddings" and ctx.body.get("input") is not None:
-        ctx.body, verdict = inspector.request(ctx.body)
-        ctx.prompt_scan = ctx.body["input"], verdict
+    chat = ctx.endpoint in CHAT_ENDPOINTS and isinstance(ctx.body.get("messages"), list)
+    if not chat and not (ctx.endpoint == "embeddings" and ctx.body.get("input") is not None):
+        return
+    field = "messages" if chat else "input"
+    try:
+        # Bounded (dlp/budget.py): a hostile prompt spends its own request's time, no more.
+        ctx.body, verdict = inspector.request(
+            ctx.body, max_bytes=settings.SYNAPSE["DLP_MAX_SCAN_BYTES"], budget_ms=settings.SYNAPSE["DLP_TIME_BUDGET_MS"]
+        )
+    except ScanBudgetError as exc:
+        ctx.prompt_unscanned = dlp_unscannable(exc, param=field)
+        verdict = Verdict()
+    ctx.prompt_scan = ctx.body[field], verdict
 
 
 def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
@@ -170,8 +179,15 @@ def _unreadable(ctx: RequestContext, kinds: list[str], param: str) -> None:
         ctx.enforce(dlp_unreadable_content(kinds, param=param))
 
 
+def _scanned(ctx: RequestContext) -> None:
+    """Refuse a prompt DLP could not scan within its bounds, in every enforcement mode."""
+    if ctx.prompt_unscanned is not None:
+        raise ctx.prompt_unscanned
+
+
 def _inspect_messages(ctx: RequestContext, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     assert ctx.prompt_scan is not None
+    _scanned(ctx)
     _unreadable(ctx, non_text_parts(messages), "messages")
     messages, verdict = ctx.prompt_scan
     _judge(ctx, verdict, Direction.PROMPT, dlp_blocked(verdict.blocked))
@@ -461,6 +477,7 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
 async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
     route = await _admit(ctx, raw_key, body, _as_is, validate_embeddings)
     assert ctx.prompt_scan is not None
+    _scanned(ctx)
     _unreadable(ctx, ["token ids"] if non_text_input(ctx.body["input"]) else [], "input")
     value, verdict = ctx.prompt_scan
     _judge(ctx, verdict, Direction.PROMPT, dlp_blocked(verdict.blocked, param="input"))

@@ -195,6 +195,10 @@ SYNAPSE = {
     # audit rows and the auth-failure rule see the client's address, not the proxy's.
     "TRUSTED_PROXIES": env.int("SYNAPSE_TRUSTED_PROXIES", default=0),
     # Characters a stream may hold back while a match could still be forming (dlp/stream.py).
+    # Per-request bounds on the prompt scan (dlp/budget.py): text over the size is refused
+    # unscanned, a scan past the time budget is stopped and refused (0 turns either off).
+    "DLP_MAX_SCAN_BYTES": env.int("SYNAPSE_DLP_MAX_SCAN_BYTES", default=4 * 1024 * 1024),
+    "DLP_TIME_BUDGET_MS": env.int("SYNAPSE_DLP_TIME_BUDGET_MS", default=3000),
     "DLP_STREAM_WINDOW": env.int("SYNAPSE_DLP_STREAM_WINDOW", default=1024),
     # Bearer token GET /metrics requires; empty: /metrics is open (keep it off the public network).
     "METRICS_TOKEN": env.str("SYNAPSE_METRICS_TOKEN", default=""),
