@@ -156,8 +156,11 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("SYNAPSE_STATIC_ROOT", default=BASE_DIR / ".synapse" / "static")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The /v1 views read the raw body themselves and enforce SYNAPSE_MAX_BODY_BYTES with a 413.
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
+# The console's bound (synapse/console_body.py refuses larger bodies before Django reads them;
+# this is Django's own check behind it). The /v1 views read their bodies themselves
+# (`request.read()`), bounded by SYNAPSE_MAX_BODY_BYTES while reading (synapse/lean_asgi.py).
+CONSOLE_MAX_BODY_BYTES = env.int("SYNAPSE_CONSOLE_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = CONSOLE_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -172,6 +175,7 @@ SYNAPSE = {
     "UPSTREAM_TIMEOUT": env.float("SYNAPSE_UPSTREAM_TIMEOUT", default=120.0),
     "MAX_BODY_BYTES": env.int("SYNAPSE_MAX_BODY_BYTES", default=8 * 1024 * 1024),
     # Seconds a /v1 or /mcp request body may take to arrive; a slower one is refused with a 408.
+    "CONSOLE_MAX_BODY_BYTES": CONSOLE_MAX_BODY_BYTES,
     "BODY_READ_TIMEOUT": env.float("SYNAPSE_BODY_READ_TIMEOUT", default=30.0),
     # Circuit breaker: consecutive failures that take a backend out, and for how many seconds.
     "CIRCUIT_FAILURES": env.int("SYNAPSE_CIRCUIT_FAILURES", default=5),
