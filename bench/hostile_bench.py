@@ -165,8 +165,10 @@ def issue_flood_key(stack: Stack) -> str:
         [str(BIN / "python"), "manage.py", "issue_key", "--team", "bench", "--name", "flood", "--models", "bench-model",
          "--classification", "sensitive", "--system-prompt", "You are a benchmark.", "--max-concurrent", str(FLOOD_LIMIT),
          "--json"],
-        cwd=ROOT, env=stack.env, check=True, capture_output=True, text=True,
+        cwd=ROOT, env=stack.env, capture_output=True, text=True,
     )  # fmt: skip
+    if issued.returncode != 0:
+        raise RuntimeError(f"issue_key failed: {issued.stderr[-2000:]}")
     return str(json.loads(issued.stdout)["key"])
 
 

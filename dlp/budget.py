@@ -7,9 +7,11 @@ prompt cost its own request and nothing more:
 
 - **size**: a prompt whose scanned text exceeds `SYNAPSE_DLP_MAX_SCAN_BYTES` (UTF-8) is not
   scanned at all. It cannot be vouched for, so the pipeline refuses it (fail closed).
-- **time**: the scan runs under a deadline (`SYNAPSE_DLP_TIME_BUDGET_MS`). The engine's and the
+- **time**: the scan runs under a budget of CPU time (`SYNAPSE_DLP_TIME_BUDGET_MS`), measured on
+  the scanning thread's own clock (`time.thread_time`), not the wall clock: a small prompt whose
+  scan waits for the CPU behind a hostile one is not refused for the wait. The engine's and the
   decoders' loops call `checkpoint()` between patterns, matches, views and every few thousand
-  characters; past the deadline it raises `ScanBudgetError`, the scan stops, and the pipeline
+  characters; past the budget it raises `ScanBudgetError`, the scan stops, and the pipeline
   refuses the request. RE2's own passes run between checkpoints (they release the GIL, so
   they slow no other request), which is why the size cap bounds them.
 
@@ -25,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-# (deadline on the monotonic clock, the budget in ms) of the scan running in this context.
+# (deadline on the thread's CPU clock, the budget in ms) of the scan running in this context.
 _deadline: ContextVar[tuple[float, int] | None] = ContextVar("dlp_scan_deadline", default=None)
 # Loops over characters check the clock once per this many iterations.
 EVERY = 4096
@@ -43,8 +45,9 @@ class ScanBudgetError(Exception):
 
 @contextmanager
 def scan_budget(milliseconds: int) -> Iterator[None]:
-    """Scans inside this block raise `ScanBudgetError` once `milliseconds` have passed (0: no budget)."""
-    token = _deadline.set((time.monotonic() + milliseconds / 1000, milliseconds) if milliseconds > 0 else None)
+    """Scans inside this block raise `ScanBudgetError` once this thread has spent `milliseconds`
+    of CPU time in it (0: no budget)."""
+    token = _deadline.set((time.thread_time() + milliseconds / 1000, milliseconds) if milliseconds > 0 else None)
     try:
         yield
     finally:
@@ -54,7 +57,7 @@ def scan_budget(milliseconds: int) -> Iterator[None]:
 def checkpoint() -> None:
     """Raise `ScanBudgetError` if the current scan is past its deadline; free outside a budget."""
     budget = _deadline.get()
-    if budget is not None and time.monotonic() > budget[0]:
+    if budget is not None and time.thread_time() > budget[0]:
         raise ScanBudgetError("time", limit=budget[1])
 
 

@@ -33,6 +33,19 @@ from .engine import Action, Finding, Scanner, ScanResult, redact
 from .logprobs import TokenGuard, redact_tokens
 from .stream import DEFAULT_WINDOW, StreamGuard
 
+
+def _texts(body: dict[str, Any]) -> list[str]:
+    """Every text of a request body that the prompt scan reads."""
+    texts: list[str] = []
+
+    def collect(text: str) -> str:
+        texts.append(text)
+        return text
+
+    fields.rewrite_body(body, collect)
+    return texts
+
+
 TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text", "refusal"})
 
 
@@ -98,14 +111,7 @@ class Inspector:
         over `max_bytes`, and stops with it once the scan has run `budget_ms` (0: unbounded).
         """
         if max_bytes and len(self.prompt):
-            texts: list[str] = []
-
-            def collect(text: str) -> str:
-                texts.append(text)
-                return text
-
-            fields.rewrite_body(body, collect)
-            size_check(iter(texts), limit=max_bytes)
+            size_check(iter(_texts(body)), limit=max_bytes)
         verdict = Verdict()
         with scan_budget(budget_ms):
             rewritten = fields.rewrite_body(body, lambda text: self._scan(self.prompt, text, verdict))
@@ -115,6 +121,10 @@ class Inspector:
                 if joined is not messages:
                     rewritten = {**rewritten, "messages": joined}
         return rewritten, verdict
+
+    def prompt_size(self, body: dict[str, Any]) -> int:
+        """The UTF-8 size of the text `request()` would scan (0 when the policy has no prompt patterns)."""
+        return size_check(iter(_texts(body)), limit=0) if len(self.prompt) else 0
 
     def _across(self, messages: list[Any], verdict: Verdict) -> list[Any]:
         """Scan the conversation as the model reads it, one text after the other, for values

@@ -63,6 +63,7 @@ from .errors import (
     upstream_over_reservation,
 )
 from .observability import audit_observed
+from .scans import run_scan
 from .schemas import check_fields, first_error, validate_chat, validate_embeddings
 from .shutdown import disconnect_verdict
 from .tool_policy import tools_admit, undeclared_call
@@ -86,31 +87,48 @@ def _load_scope(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope
         # DLP: the team's policy rides this hop too (cached per worker, reloaded on change).
         policy = dlp_policy(team_id=scope.team_id)
         ctx.dlp = Inspector(policy.prompt, policy.response, policy.overrides, monitor=scope.is_monitor)
-        _prescan(ctx, ctx.dlp)
-        # Limits are counted and held in this hop (no extra thread switch), enforced by each
-        # endpoint after the scope and DLP checks (_enforce_limits), settled in _record.
-        ctx.reservation = limits_reserve(
-            scope=scope,
-            endpoint=ctx.endpoint,
-            body=ctx.body,
-            model=route.upstream_model,
-            input_price_per_mtok=route.input_price_per_mtok,
-            output_price_per_mtok=route.output_price_per_mtok,
-            system_prompt=scope.system_prompt if ctx.endpoint in CHAT_ENDPOINTS else "",
-            now=ctx.received_at,
-        )
+        field = _prompt_field(ctx)
+        if field is not None and ctx.dlp.prompt_size(ctx.body) > settings.SYNAPSE["DLP_LARGE_PROMPT_BYTES"]:
+            ctx.scan_deferred = True  # scanned on the scan pool, then reserved (_authorise)
+            return scope, route
+        if field is not None:
+            _prescan(ctx, ctx.dlp, field)
+        _reserve(ctx, scope, route)
     return scope, route
 
 
-def _prescan(ctx: RequestContext, inspector: Inspector) -> None:
-    """Scan the prompt in this worker thread, not on the event loop: a huge hostile prompt
+def _reserve(ctx: RequestContext, scope: KeyScope, route: Route) -> None:
+    if ctx.prompt_unscanned is not None:
+        # Refused before the limits are enforced: counting the tokens of a prompt too big or
+        # too costly to scan (seconds for megabytes of digits) would be work for nothing.
+        return
+    # Limits are counted and held in the scope's hop (no extra thread switch), enforced by each
+    # endpoint after the scope and DLP checks (_enforce_limits), settled in _record.
+    ctx.reservation = limits_reserve(
+        scope=scope,
+        endpoint=ctx.endpoint,
+        body=ctx.body,
+        model=route.upstream_model,
+        input_price_per_mtok=route.input_price_per_mtok,
+        output_price_per_mtok=route.output_price_per_mtok,
+        system_prompt=scope.system_prompt if ctx.endpoint in CHAT_ENDPOINTS else "",
+        now=ctx.received_at,
+    )
+
+
+def _prompt_field(ctx: RequestContext) -> str | None:
+    """Where the prompt DLP scans is: every field of the body, not only this one (dlp/fields.py)."""
+    if ctx.endpoint in CHAT_ENDPOINTS and isinstance(ctx.body.get("messages"), list):
+        return "messages"
+    if ctx.endpoint == "embeddings" and ctx.body.get("input") is not None:
+        return "input"
+    return None
+
+
+def _prescan(ctx: RequestContext, inspector: Inspector, field: str) -> None:
+    """Scan the prompt in a worker thread, not on the event loop: a huge hostile prompt
     (RE2 is linear, but ~1 MB/s on the worst inputs) then stalls one request, not the worker.
     The verdict is applied in order, after the scope checks (`_inspect_messages`)."""
-    # Every field of the body, not only the text the model is asked about (dlp/fields.py).
-    chat = ctx.endpoint in CHAT_ENDPOINTS and isinstance(ctx.body.get("messages"), list)
-    if not chat and not (ctx.endpoint == "embeddings" and ctx.body.get("input") is not None):
-        return
-    field = "messages" if chat else "input"
     try:
         # Bounded (dlp/budget.py): a hostile prompt spends its own request's time, no more.
         ctx.body, verdict = inspector.request(
@@ -138,6 +156,14 @@ def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
 async def _authorise(ctx: RequestContext, raw_key: str, model: str) -> None:
     try:
         ctx.key, ctx.route = await run_db(_load_scope, raw_key, model, ctx)
+        if ctx.scan_deferred:
+            assert ctx.key is not None and ctx.route is not None and ctx.dlp is not None
+            field = _prompt_field(ctx)
+            assert field is not None
+            # A large prompt waits for the worker's scan pool (synapse/scans.py), then the limits
+            # are held in a hop of their own: a large prompt's request makes one hop more.
+            await run_scan(_prescan, ctx, ctx.dlp, field)
+            await run_db(_reserve, ctx, ctx.key, ctx.route)
     except DatabaseError as exc:
         logger.error("database unavailable before the upstream call: %s", exc)
         # A connection that could not be had in the pool's timeout will not be had a moment

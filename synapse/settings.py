@@ -203,6 +203,8 @@ SYNAPSE = {
     # unscanned, a scan past the time budget is stopped and refused (0 turns either off).
     "DLP_MAX_SCAN_BYTES": env.int("SYNAPSE_DLP_MAX_SCAN_BYTES", default=4 * 1024 * 1024),
     "DLP_TIME_BUDGET_MS": env.int("SYNAPSE_DLP_TIME_BUDGET_MS", default=3000),
+    # Prompts larger than this are scanned on the worker's scan pool (synapse/scans.py).
+    "DLP_LARGE_PROMPT_BYTES": env.int("SYNAPSE_DLP_LARGE_PROMPT_BYTES", default=256 * 1024),
     "DLP_STREAM_WINDOW": env.int("SYNAPSE_DLP_STREAM_WINDOW", default=1024),
     # Bearer token GET /metrics requires; empty: /metrics is open (keep it off the public network).
     "METRICS_TOKEN": env.str("SYNAPSE_METRICS_TOKEN", default=""),

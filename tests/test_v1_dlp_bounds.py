@@ -65,3 +65,15 @@ def test_monitor_mode_does_not_let_an_unscanned_prompt_through(team: Team, routi
     settings.SYNAPSE = {**settings.SYNAPSE, "DLP_MAX_SCAN_BYTES": 1_000}
     response = chat(issued.plaintext, "z" * 2_000)
     assert response.status_code == 400 and _row().decision == "blocked_dlp"
+
+
+def test_a_large_prompt_is_scanned_on_the_scan_pool_and_still_governed(team: Team, routing: None, settings: Any) -> None:
+    settings.SYNAPSE = {**settings.SYNAPSE, "DLP_LARGE_PROMPT_BYTES": 1_000}
+    issued = api_key_issue(team=team, name="large", system_prompt="p", models=["mock-small"], classification="sensitive", rpm=100)
+    padding = "plain words " * 200  # 2,400 bytes: over the threshold
+    blocked = chat(issued.plaintext, padding + "deploy with AKIAIOSFODNN7EXAMPLE please")  # a credential blocks
+    assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "dlp_blocked"
+    served = chat(issued.plaintext, padding)
+    assert served.status_code == 200 and served["x-ratelimit-limit-requests"] == "100"  # the limits were held too
+    rows = AuditEvent.objects.filter(event_type="request").order_by("id")
+    assert [(r.decision, r.status) for r in rows] == [("blocked_dlp", 400), ("allowed", 200)]
