@@ -8,6 +8,7 @@ under the mix, and the ratio, are what this prints. Nothing is asserted: these a
 
     .venv/bin/python bench/hostile_bench.py               # the gateway's bounds as configured
     .venv/bin/python bench/hostile_bench.py --unbounded   # DLP size cap and time budget off
+    .venv/bin/python bench/hostile_bench.py --only flood,trickle   # some attackers only
 
 PostgreSQL at 127.0.0.1:5432 (a throwaway database); gunicorn + 2 uvicorn workers.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import random
 import socket
 import statistics
@@ -26,6 +28,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -72,8 +75,8 @@ def hostile_body(size: int) -> bytes:
 class Mix:
     """The attackers, each in its own threads until `stop()`."""
 
-    def __init__(self, stack: Stack, flood_key: str, body: bytes) -> None:
-        self.stack, self.flood_key, self.body = stack, flood_key, body
+    def __init__(self, stack: Stack, flood_key: str, body: bytes, kinds: set[str]) -> None:
+        self.stack, self.flood_key, self.body, self.kinds = stack, flood_key, body, kinds
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.hostile: Counter[str] = Counter()
@@ -84,7 +87,11 @@ class Mix:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        targets = [self._hostile] * HOSTILE_SENDERS + [self._flood] * FLOOD_THREADS + [self._trickle]
+        targets = (
+            [self._hostile] * HOSTILE_SENDERS * ("prompts" in self.kinds)
+            + [self._flood] * FLOOD_THREADS * ("flood" in self.kinds)
+            + [self._trickle] * ("trickle" in self.kinds)
+        )
         for target in targets:
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
@@ -94,6 +101,15 @@ class Mix:
         self.stopping.set()
         for thread in self.threads:
             thread.join(timeout=130)
+
+    def report(self) -> dict[str, object]:
+        return {
+            "hostile": dict(self.hostile),
+            "hostile_seconds": self.hostile_seconds,
+            "flood": dict(self.flood),
+            "trickle_closed": self.trickle_closed,
+            "trickle_open_seconds": self.trickle_open_seconds,
+        }
 
     def _hostile(self) -> None:
         headers = {"authorization": f"Bearer {self.stack.key}", "content-type": "application/json"}
@@ -160,6 +176,15 @@ class Mix:
             sock.close()
 
 
+def run_mix(stack: Stack, flood_key: str, body: bytes, kinds: set[str], stop: Any, results: Any) -> None:
+    """The attackers in a process of their own: their threads must not slow the measuring client."""
+    mix = Mix(stack, flood_key, body, kinds)
+    mix.start()
+    stop.wait()
+    mix.stop()
+    results.put(mix.report())
+
+
 def issue_flood_key(stack: Stack) -> str:
     issued = subprocess.run(
         [str(BIN / "python"), "manage.py", "issue_key", "--team", "bench", "--name", "flood", "--models", "bench-model",
@@ -177,20 +202,27 @@ def main() -> None:
     parser.add_argument("--unbounded", action="store_true", help="turn the DLP size cap and time budget off")
     parser.add_argument("--requests", type=int, default=200, help="small requests per phase")
     parser.add_argument("--seconds", type=float, default=120, help="most seconds per phase")
+    parser.add_argument("--only", default="prompts,flood,trickle", help="which attackers, comma-separated")
     args = parser.parse_args()
+    kinds = set(args.only.split(","))
     extra = {"SYNAPSE_DLP_MAX_SCAN_BYTES": "0", "SYNAPSE_DLP_TIME_BUDGET_MS": "0"} if args.unbounded else {}
     size = SCAN_CAP - 64 * 1024  # under the cap with the body's other fields: scanned, not refused unscanned
-    print(f"hostile prompt: {size / 1e6:.1f} MB of digits and separators; DLP bounds {'off' if args.unbounded else 'on'}")
+    print(f"attackers: {', '.join(sorted(kinds))}; hostile prompt {size / 1e6:.1f} MB of digits and separators")
+    print(f"DLP bounds {'off' if args.unbounded else 'on'}")
     body = hostile_body(size)
     with governed_stack(DB_NAME, extra_env=extra) as stack:
         flood_key = issue_flood_key(stack)
         small_requests(stack, 20, time.monotonic() + 60)  # warm-up
         alone = small_requests(stack, args.requests, time.monotonic() + args.seconds)
-        mix = Mix(stack, flood_key, body)
-        mix.start()
+        context = multiprocessing.get_context("fork")
+        stop, results = context.Event(), context.Queue()
+        attackers = context.Process(target=run_mix, args=(stack, flood_key, body, kinds, stop, results))
+        attackers.start()
         time.sleep(SETTLE_SECONDS)
         under = small_requests(stack, args.requests, time.monotonic() + args.seconds)
-        mix.stop()
+        stop.set()
+        mix: dict[str, Any] = results.get(timeout=300)
+        attackers.join()
 
     print(
         f"small requests alone      : n={len(alone)} p50 {statistics.median(alone):7.1f} ms  p99 {percentile(alone, 0.99):7.1f} ms"
@@ -202,13 +234,13 @@ def main() -> None:
         f"ratio (mix / alone)       : p50 {statistics.median(under) / statistics.median(alone):.1f}x  "
         f"p99 {percentile(under, 0.99) / percentile(alone, 0.99):.1f}x"
     )
-    hostile_median = statistics.median(mix.hostile_seconds) if mix.hostile_seconds else float("nan")
-    print(f"hostile prompts ({HOSTILE_SENDERS} senders): {dict(mix.hostile)}; median {hostile_median:.1f} s each")
-    print(f"flood ({FLOOD_THREADS} streams on a key with max_concurrent {FLOOD_LIMIT}): {dict(mix.flood)}")
-    open_median = statistics.median(mix.trickle_open_seconds) if mix.trickle_open_seconds else float("nan")
-    print(
-        f"trickling connections ({TRICKLERS} kept open): {mix.trickle_closed} closed by the gateway, median {open_median:.1f} s open"
-    )
+    hostile_median = statistics.median(mix["hostile_seconds"]) if mix["hostile_seconds"] else float("nan")
+    print(f"hostile prompts ({HOSTILE_SENDERS} senders): {mix['hostile']}; median {hostile_median:.1f} s each")
+    print(f"flood ({FLOOD_THREADS} streams on a key with max_concurrent {FLOOD_LIMIT}): {mix['flood']}")
+    opened = mix["trickle_open_seconds"]
+    open_median = statistics.median(opened) if opened else float("nan")
+    closed = mix["trickle_closed"]
+    print(f"trickling connections ({TRICKLERS} kept open): {closed} closed by the gateway, median {open_median:.1f} s open")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ worker, whatever arrives, and the wait is the large prompt's own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import threading
@@ -21,8 +22,16 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 T = TypeVar("T")
 
+SCAN_NICENESS = 10
 _executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
+
+
+def _lower_priority() -> None:
+    # Linux gives each thread its own nice value: a large scan then yields the CPU to the
+    # event loop, the database threads and PostgreSQL when they have work.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SCAN_NICENESS)
 
 
 def _scan_executor() -> ThreadPoolExecutor:
@@ -31,7 +40,7 @@ def _scan_executor() -> ThreadPoolExecutor:
         with _lock:
             if _executor is None:
                 threads = max(1, int(os.environ.get("SYNAPSE_DLP_SCAN_THREADS", "1") or 1))
-                _executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="synapse-scan")
+                _executor = ThreadPoolExecutor(threads, thread_name_prefix="synapse-scan", initializer=_lower_priority)
     return _executor
 
 
