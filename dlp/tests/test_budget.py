@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import pytest
@@ -68,3 +69,11 @@ def test_outside_a_budget_checkpoints_never_raise_and_budgets_do_not_leak() -> N
     checkpoint()  # the budget ended with its block
     with scan_budget(0):
         checkpoint()  # 0: no budget
+
+
+def test_the_budget_counts_the_scans_own_cpu_time_not_time_spent_waiting() -> None:
+    # A scan that waits (for the CPU, the GIL) is not charged for the wait: here it sleeps past
+    # its budget and has still used almost none of it.
+    with scan_budget(50):
+        time.sleep(0.2)
+        checkpoint()
