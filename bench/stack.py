@@ -28,6 +28,7 @@ class Stack:
     gateway: str  # http://127.0.0.1:PORT
     key: str
     gunicorn_pid: int
+    env: dict[str, str]  # what the gateway runs with (DATABASE_URL, ...), for further manage.py calls
 
 
 def free_port() -> int:
@@ -48,8 +49,11 @@ def wait_http(url: str, ok: set[int]) -> None:
 
 
 @contextmanager
-def governed_stack(db_name: str, *, workers: int = 2, limits: dict[str, str] | None = None) -> Iterator[Stack]:
-    """`limits`: issue_key's limit flags for the key, e.g. {"rpm": "1000000", "budget": "1000000"}."""
+def governed_stack(
+    db_name: str, *, workers: int = 2, limits: dict[str, str] | None = None, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """`limits`: issue_key's limit flags for the key, e.g. {"rpm": "1000000", "budget": "1000000"};
+    `extra_env`: settings for the gateway, e.g. {"SYNAPSE_DLP_TIME_BUDGET_MS": "0"}."""
     database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
@@ -59,6 +63,7 @@ def governed_stack(db_name: str, *, workers: int = 2, limits: dict[str, str] | N
         "DATABASE_URL": database_url,
         "SYNAPSE_SECRET_KEY": "bench-secret-key-0123456789-abcdefghijklmnop",
         "SYNAPSE_LOG_LEVEL": "ERROR",
+        **(extra_env or {}),
     }
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -95,6 +100,7 @@ def governed_stack(db_name: str, *, workers: int = 2, limits: dict[str, str] | N
             gateway=f"http://127.0.0.1:{gw_port}",
             key=json.loads(issued.stdout)["key"],
             gunicorn_pid=processes[-1].pid,
+            env=env,
         )
     finally:
         for process in reversed(processes):

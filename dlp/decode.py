@@ -34,6 +34,7 @@ from collections.abc import Iterator, Mapping
 
 import re2
 
+from .budget import EVERY, checkpoint
 from .engine import Hit, Scanner, ScanResult
 from .normalize import Normalized, normalize
 
@@ -99,10 +100,18 @@ def _decode_chars(text: str, offset: int) -> tuple[list[str], list[int], list[in
             starts.append(offset + start)
             ends.append(offset + end)
 
+    def plain(start: int, end: int) -> None:
+        for i in range(start, end):
+            if not i % EVERY:
+                checkpoint()
+            chars.append(text[i])
+            starts.append(offset + i)
+            ends.append(offset + i + 1)
+
     pos = 0
     for match in _TOKEN.finditer(text):
-        for i in range(pos, match.start()):
-            emit(text[i], i, i + 1)
+        checkpoint()
+        plain(pos, match.start())
         pos = match.end()
         kind = match.lastgroup
         raw = match.group()
@@ -125,8 +134,7 @@ def _decode_chars(text: str, offset: int) -> tuple[list[str], list[int], list[in
             emit("@", match.start(), match.end())
         else:
             emit(".", match.start(), match.end())
-    for i in range(pos, len(text)):
-        emit(text[i], i, i + 1)
+    plain(pos, len(text))
     return chars, starts, ends
 
 
@@ -144,7 +152,9 @@ def _digit_view(chars: list[str], starts: list[int], ends: list[int]) -> tuple[l
     text = "".join(chars)
     if "O" in text or "o" in text:
         zeroed = list(text)
-        for run in _ZERO_RUN.finditer(text):
+        for count, run in enumerate(_ZERO_RUN.finditer(text)):
+            if not count % 256:
+                checkpoint()
             value = run.group()
             if sum(c.isdigit() for c in value) >= 4:
                 for i in range(run.start(), run.end()):
@@ -153,7 +163,9 @@ def _digit_view(chars: list[str], starts: list[int], ends: list[int]) -> tuple[l
         text = "".join(zeroed)
     joins = _digit_joins(text)
     dropped: set[int] = set()
-    for run in _GROUPS.finditer(text):
+    for count, run in enumerate(_GROUPS.finditer(text)):
+        if not count % 256:
+            checkpoint()
         value = run.group()
         if any(c.isalpha() for c in value) and any(c.isdigit() for c in value) and len(value) >= 16:
             dropped.update(run.start() + i for i, c in enumerate(value) if c in "-.:|, ")
@@ -162,6 +174,8 @@ def _digit_view(chars: list[str], starts: list[int], ends: list[int]) -> tuple[l
     out_ends: list[int] = []
     i, n = 0, len(text)
     while i < n:
+        if not i % EVERY:
+            checkpoint()
         ch = text[i]
         if i in dropped:
             i += 1
@@ -188,7 +202,9 @@ def _digit_joins(text: str) -> dict[int, int]:
     split number (every group 3+ digits, or 3-2-4), when the patterns' own separators would not
     accept them. Lists of short numbers ("6, 26, 36, 94") keep their commas."""
     joins: dict[int, int] = {}
-    for run in _DIGIT_RUN.finditer(text):
+    for count, run in enumerate(_DIGIT_RUN.finditer(text)):
+        if not count % 256:
+            checkpoint()
         value = run.group()
         sizes = [len(group) for group in re.findall(r"[0-9]+", value)]
         # In a stream the last group may still grow.
@@ -204,7 +220,9 @@ def _digit_joins(text: str) -> dict[int, int]:
 
 def _regions(text: str, matches: Iterator[tuple[int, int]]) -> list[tuple[int, int]]:
     regions: list[tuple[int, int]] = []
-    for start, end in matches:
+    for count, (start, end) in enumerate(matches):
+        if not count % 1024:
+            checkpoint()
         start, end = max(0, start - _MARGIN), min(len(text), end + _MARGIN)
         if regions and start <= regions[-1][1]:
             regions[-1] = (regions[-1][0], max(regions[-1][1], end))
@@ -216,6 +234,7 @@ def _regions(text: str, matches: Iterator[tuple[int, int]]) -> list[tuple[int, i
 def _char_views(text: str) -> list[Normalized]:
     views = []
     for start, end in _regions(text, (m.span() for m in _CHAR_TRIGGER.finditer(text))):
+        checkpoint()
         chars, starts, ends = _digit_view(*_decode_chars(text[start:end], start))
         decoded = "".join(chars)
         if decoded == text[start:end]:
@@ -273,6 +292,7 @@ def _encoded_views(text: str, depth: int, budget: list[int]) -> list[Normalized]
     if depth >= MAX_DEPTH:
         return views
     for match in _ENCODED.finditer(text):
+        checkpoint()
         if budget[0] <= 0:
             break
         decoded = _decode_run(match.group())
@@ -325,6 +345,7 @@ def scan(scanner: Scanner, text: str, *, overrides: Mapping[str, str] | None = N
     result = scanner.scan(text, overrides=overrides)
     if not text or not len(scanner):
         return result
+    checkpoint()
     extra = views(text)
     if not extra:
         return result
@@ -337,6 +358,7 @@ def merge_hits(hits: list[Hit], extra: list[Normalized], scanner: Scanner, overr
     seen = {(h.pattern, h.start, h.end) for h in hits}
     merged = list(hits)
     for view in extra:
+        checkpoint()
         for hit in scanner.scan_view(view, overrides=overrides).hits:
             if (hit.pattern, hit.start, hit.end) not in seen and not _inside(hit, merged):
                 seen.add((hit.pattern, hit.start, hit.end))

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import re2
 
 from . import validators
+from .budget import checkpoint
 from .normalize import Normalized, normalize
 from .prefix import widened_prefix_expression
 from .re2_spans import SpanSearch, compile_spans
@@ -226,6 +227,7 @@ class _Compiled:
 # A raw hit inside the scan view: (compiled expression index, byte start, byte end).
 _RawHit = tuple[int, int, int]
 
+
 class Scanner:
     """A compiled, immutable scanner over `specs`; cheap to share between threads."""
 
@@ -329,6 +331,7 @@ class Scanner:
         raw: list[_RawHit] = []
         encoded_runs = False
         for pattern_set, indexes in self._sets:
+            checkpoint()
             for local in pattern_set.Match(data) or ():
                 expression = indexes[local]
                 if expression == _BASE64_TRIGGER:
@@ -344,8 +347,11 @@ class Scanner:
         compiled = self._compiled[index]
         search = compiled.search
         found: list[_RawHit] = []
-        pos, length = 0, len(data)
+        pos, length, count = 0, len(data), 0
         while pos <= length:
+            if not count % 256:
+                checkpoint()  # each candidate may run a validator: a hostile text has thousands
+            count += 1
             spans = search(data, pos, length)
             match_start, match_end = spans[0]
             if match_start < 0:
@@ -391,6 +397,7 @@ class Scanner:
         """Decode each base64 run once and scan the text it hides (no further decoding)."""
         found: list[_RawHit] = []
         for start, end in _finditer(self._base64, data):
+            checkpoint()
             run = data[start:end]
             if not run.translate(None, _LETTERS):
                 continue  # a long word or identifier: base64 of text nearly always has a digit

@@ -28,9 +28,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import decode, fields
+from .budget import scan_budget, size_check
 from .engine import Action, Finding, Scanner, ScanResult, redact
 from .logprobs import TokenGuard, redact_tokens
 from .stream import DEFAULT_WINDOW, StreamGuard
+
+
+def _texts(body: dict[str, Any]) -> list[str]:
+    """Every text of a request body that the prompt scan reads."""
+    texts: list[str] = []
+
+    def collect(text: str) -> str:
+        texts.append(text)
+        return text
+
+    fields.rewrite_body(body, collect)
+    return texts
+
 
 TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text", "refusal"})
 
@@ -89,17 +103,28 @@ class Inspector:
         rewritten = fields.rewrite(messages, lambda text: self._scan(self.prompt, text, verdict))
         return rewritten, verdict
 
-    def request(self, body: dict[str, Any]) -> tuple[dict[str, Any], Verdict]:
+    def request(self, body: dict[str, Any], *, max_bytes: int = 0, budget_ms: int = 0) -> tuple[dict[str, Any], Verdict]:
         """Scan every field of a canonical chat or embeddings body (fields.py says which);
-        a copy with redactions, or the same dict if nothing changed."""
+        a copy with redactions, or the same dict if nothing changed.
+
+        Bounded (budget.py): raises `ScanBudgetError` without scanning when the text to scan is
+        over `max_bytes`, and stops with it once the scan has run `budget_ms` (0: unbounded).
+        """
+        if max_bytes and len(self.prompt):
+            size_check(iter(_texts(body)), limit=max_bytes)
         verdict = Verdict()
-        rewritten = fields.rewrite_body(body, lambda text: self._scan(self.prompt, text, verdict))
-        messages = rewritten.get("messages")
-        if isinstance(messages, list):
-            joined = self._across(messages, verdict)
-            if joined is not messages:
-                rewritten = {**rewritten, "messages": joined}
+        with scan_budget(budget_ms):
+            rewritten = fields.rewrite_body(body, lambda text: self._scan(self.prompt, text, verdict))
+            messages = rewritten.get("messages")
+            if isinstance(messages, list):
+                joined = self._across(messages, verdict)
+                if joined is not messages:
+                    rewritten = {**rewritten, "messages": joined}
         return rewritten, verdict
+
+    def prompt_size(self, body: dict[str, Any]) -> int:
+        """The UTF-8 size of the text `request()` would scan (0 when the policy has no prompt patterns)."""
+        return size_check(iter(_texts(body)), limit=0) if len(self.prompt) else 0
 
     def _across(self, messages: list[Any], verdict: Verdict) -> list[Any]:
         """Scan the conversation as the model reads it, one text after the other, for values

@@ -49,6 +49,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .budget import EVERY, checkpoint
 from .confusables import CONFUSABLES
 
 # Printable ASCII plus tab, LF and CR: text made only of these is its own scan view.
@@ -215,7 +216,11 @@ def normalize(text: str) -> Normalized:
     ends: list[int] = []
     pos = 0
     length = len(text)
+    count = 0
     while pos < length:
+        count += 1
+        if not count % EVERY:
+            checkpoint()  # non-ASCII is folded one code point at a time
         run = _ASCII_RUN.match(text, pos)
         if run is not None:
             end = run.end()

@@ -20,6 +20,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "synapse.settings")
 console_application = get_asgi_application()  # also runs django.setup()
 
 from . import shutdown  # noqa: E402
+from .console_body import bounded_console_body  # noqa: E402
 from .lean_asgi import ApiASGIHandler  # noqa: E402
 from .lifespan import with_background_tasks  # noqa: E402
 from .probes import PATHS as PROBE_PATHS  # noqa: E402
@@ -28,6 +29,7 @@ from .tracing import with_trace_context  # noqa: E402
 
 api_application = ApiASGIHandler()
 traced_api_application = with_trace_context(api_application)
+bounded_console_application = bounded_console_body(console_application)
 
 
 async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -36,7 +38,7 @@ async def _route(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif scope["type"] == "http" and scope["path"] in PROBE_PATHS:
         await probes(scope, receive, send)
     else:
-        await console_application(scope, receive, send)
+        await bounded_console_application(scope, receive, send)
 
 
 # The lifespan protocol starts each worker's background work (webhook outbox, tokenizers).

@@ -75,6 +75,18 @@ class CounterCache(BaseCache):
         rows = self._execute("SELECT value FROM {table} WHERE key = %s AND (expires IS NULL OR expires > %s)", [key, time.time()])
         return rows[0][0] if rows else default
 
+    def get_many(self, keys: Any, version: int | None = None) -> dict[str, Any]:
+        # One statement for all (a key's concurrency slots are read together on every request).
+        names = {self.make_and_validate_key(key, version=version): key for key in keys}
+        if not names:
+            return {}
+        marks = ", ".join(["%s"] * len(names))
+        rows = self._execute(
+            f"SELECT key, value FROM {{table}} WHERE key IN ({marks}) AND (expires IS NULL OR expires > %s)",
+            [*names, time.time()],
+        )
+        return {names[key]: value for key, value in rows}
+
     def set(self, key: str, value: Any, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None) -> None:
         key = self.make_and_validate_key(key, version=version)
         self._execute(
@@ -104,6 +116,11 @@ class CounterCache(BaseCache):
     def delete(self, key: str, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
         return bool(self._execute("DELETE FROM {table} WHERE key = %s RETURNING key", [key]))
+
+    def delete_if(self, key: str, value: int, version: int | None = None) -> bool:
+        """Delete the key only while it holds `value` (a lease given back by its holder only)."""
+        key = self.make_and_validate_key(key, version=version)
+        return bool(self._execute("DELETE FROM {table} WHERE key = %s AND value = %s RETURNING key", [key, _integer(value)]))
 
     def has_key(self, key: str, version: int | None = None) -> bool:
         return self.get(key, version=version) is not None

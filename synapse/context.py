@@ -68,6 +68,8 @@ class RequestContext:
     route: Route | None = None
     dlp: Inspector | None = None  # the team's DLP policy in the key's mode; set with the key
     prompt_scan: tuple[Any, Verdict] | None = None  # the rewritten prompt and what DLP found in it
+    prompt_unscanned: GatewayError | None = None  # the prompt was over DLP's size or time bound
+    scan_deferred: bool = False  # a large prompt: scanned on the scan pool, not in the first hop
     model_requested: str = ""
     callable_tools: frozenset[str] | None = None  # what the answer may call; None: the key has no tool policy
     stream: bool = False

@@ -11,6 +11,7 @@ from typing import Any
 from django.http import JsonResponse
 
 from audit.models import Decision
+from dlp.budget import ScanBudgetError
 from teams.limits import Breach, BreachKind
 
 _PER_MINUTE = {
@@ -18,6 +19,7 @@ _PER_MINUTE = {
     BreachKind.TEAM_RPM: "requests",
     BreachKind.TPM: "tokens",
     BreachKind.TEAM_TPM: "tokens",
+    BreachKind.CONCURRENCY: "requests",  # not per minute, but a 429 the SDKs retry the same way
 }
 
 
@@ -259,14 +261,19 @@ def limit_exceeded(breach: Breach) -> GatewayError:
     if breach.kind in (BreachKind.BUDGET, BreachKind.TEAM_BUDGET):
         renews = breach.renews_at.isoformat() if breach.renews_at else "the start of the next period"
         return budget_exceeded(
-            f"The budget of {whose} for the current period is exhausted; it renews at {renews}. "
-            "Ask the team's owner to raise it."
+            f"The budget of {whose} for the current period is exhausted; it renews at {renews}. Ask the team's owner to raise it."
         )
     if breach.kind in (BreachKind.TPM, BreachKind.TEAM_TPM):
         message = (
             f"Rate limit reached for {whose}: this request needs about {breach.needed} tokens and the "
             "tokens-per-minute limit has too few left."
         )
+    elif breach.kind == BreachKind.CONCURRENCY:
+        message = (
+            f"Concurrency limit reached for {whose}: it allows at most {breach.limit} requests in flight at once. "
+            "Retry when one of them has finished."
+        )
+        return rate_limited(message, kind=breach.kind, retry_after=breach.retry_after, code="concurrency_limit_exceeded")
     else:
         message = f"Rate limit reached for {whose}: too many requests per minute."
     return rate_limited(message, kind=breach.kind, retry_after=breach.retry_after)
@@ -309,6 +316,26 @@ def dlp_blocked(categories: tuple[str, ...], *, param: str = "messages") -> Gate
         code="dlp_blocked",
         param=param,
         decision=Decision.BLOCKED_DLP,
+    )
+
+
+def dlp_unscannable(exc: ScanBudgetError, *, param: str = "messages") -> GatewayError:
+    # Fail closed: a prompt DLP could not finish scanning cannot be vouched for. Monitor mode
+    # does not let it through either: redaction applies there too, and it was not done.
+    if exc.reason == "size":
+        message = (
+            f"The request's text is {exc.measured} bytes; data-loss prevention scans at most {exc.limit} per "
+            "request, so it was not sent. Split it into smaller requests."
+        )
+        code = "prompt_too_large_to_scan"
+    else:
+        message = (
+            f"Data-loss prevention could not finish scanning the request's text within {exc.limit} ms, so it was not "
+            "sent. Split it into smaller requests."
+        )
+        code = "prompt_scan_budget_exceeded"
+    return GatewayError(
+        status=400, message=message, type="invalid_request_error", code=code, param=param, decision=Decision.BLOCKED_DLP
     )
 
 

@@ -1,6 +1,7 @@
 """Each worker's start-up and background work: drain the alert webhook outbox (`alerts/`),
-load the tokenizers (`teams/`). It lives in the project, not in either app, because it is the
-one place that starts work for several layers.
+load the tokenizers and keep the in-flight slots of running requests leased (`teams/`). It
+lives in the project, not in either app, because it is the one place that starts work for
+several layers.
 
 `with_background_tasks` wraps the ASGI application and answers the ASGI lifespan protocol,
 which uvicorn sends to each worker at start and stop. Every worker drains; the outbox's
@@ -47,6 +48,29 @@ async def drain_forever() -> None:
         await asyncio.sleep(interval)
 
 
+def _refresh_leases() -> int:
+    from teams.concurrency import concurrency_leases_refresh
+
+    close_old_connections()
+    try:
+        return concurrency_leases_refresh()
+    finally:
+        close_old_connections()
+
+
+async def refresh_leases_forever() -> None:
+    """Keep this worker's in-flight slots (teams/concurrency.py) leased while their requests run."""
+    interval = settings.SYNAPSE["CONCURRENCY_LEASE_SECONDS"] / 3
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sync_to_async(_refresh_leases, thread_sensitive=False)()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("refreshing the in-flight leases failed; retrying in %s s", interval)
+
+
 def _warm_tokenizers() -> None:
     from teams.tokens import warm_up
 
@@ -63,6 +87,7 @@ def with_background_tasks(app: App) -> App:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 tasks.append(asyncio.create_task(drain_forever()))
+                tasks.append(asyncio.create_task(refresh_leases_forever()))
                 tasks.append(asyncio.create_task(sync_to_async(_warm_tokenizers, thread_sensitive=False)()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":

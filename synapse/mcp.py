@@ -269,7 +269,9 @@ def _parse(request: HttpRequest) -> dict[str, Any] | RpcError:
     if refused is not None:
         code = "payload_too_large" if refused.status == 413 else refused.code or "invalid_request"
         return RpcError(INVALID_REQUEST, refused.message, code=code, decision=refused.decision, http_status=refused.status)
-    raw = request.body
+    # read(), not .body: .body applies the console's DATA_UPLOAD_MAX_MEMORY_SIZE, and this
+    # body's bound is MAX_BODY_BYTES (already enforced while it was read: lean_asgi.py).
+    raw = request.read()
     if len(raw) > limit:
         return RpcError(
             INVALID_REQUEST,

@@ -33,6 +33,7 @@ from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
 from audit.group_commit import Written, audit_append_with, group_commit_enabled, group_committer
 from audit.services import request_values, stream_opened_values
+from dlp.budget import ScanBudgetError
 from dlp.engine import Action, Direction
 from dlp.inspection import Inspector, StreamFilter, Verdict, non_text_input, non_text_parts
 from dlp.selectors import dlp_policy
@@ -58,6 +59,7 @@ from .errors import (
     dlp_blocked,
     dlp_response_blocked,
     dlp_unreadable_content,
+    dlp_unscannable,
     internal_error,
     limit_exceeded,
     limits_unavailable,
@@ -69,6 +71,7 @@ from .errors import (
 )
 from .metrics import audit_write_timer
 from .observability import audit_observed
+from .scans import run_scan
 from .schemas import check_fields, first_error, validate_chat, validate_embeddings
 from .shutdown import disconnect_verdict
 from .tool_policy import tools_admit, undeclared_call
@@ -98,37 +101,66 @@ def _scope_and_holds(raw_key: str, model: str, ctx: RequestContext) -> tuple[Key
         # DLP: the team's policy rides this hop too (cached per worker, reloaded on change).
         policy = dlp_policy(team_id=scope.team_id)
         ctx.dlp = Inspector(policy.prompt, policy.response, policy.overrides, monitor=scope.is_monitor)
-        _prescan(ctx, ctx.dlp)
-        # Limits are counted and held in this hop (no extra thread switch), enforced by each
-        # endpoint after the scope and DLP checks (_enforce_limits), settled in _record.
-        ctx.reservation = limits_reserve(
-            scope=scope,
-            endpoint=ctx.endpoint,
-            body=ctx.body,
-            model=route.upstream_model,
-            input_price_per_mtok=route.input_price_per_mtok,
-            output_price_per_mtok=route.output_price_per_mtok,
-            system_prompt=scope.system_prompt if ctx.endpoint in CHAT_ENDPOINTS else "",
-            now=ctx.received_at,
-        )
-        if ctx.reservation.unavailable and ctx.reservation.rolled_back_with_transaction():
-            # The counter store failed inside this transaction: roll it back whole, so the
-            # request holds nothing settlement would later correct.
-            transaction.set_rollback(True)
+        field = _prompt_field(ctx)
+        if field is not None and ctx.dlp.prompt_size(ctx.body) > settings.SYNAPSE["DLP_LARGE_PROMPT_BYTES"]:
+            ctx.scan_deferred = True  # scanned on the scan pool, then reserved (_authorise)
+            return scope, route
+        if field is not None:
+            _prescan(ctx, ctx.dlp, field)
+        _reserve(ctx, scope, route)
     return scope, route
 
 
-def _prescan(ctx: RequestContext, inspector: Inspector) -> None:
-    """Scan the prompt in this worker thread, not on the event loop: a huge hostile prompt
+def _reserve(ctx: RequestContext, scope: KeyScope, route: Route) -> None:
+    if ctx.prompt_unscanned is not None:
+        # Refused before the limits are enforced: counting the tokens of a prompt too big or
+        # too costly to scan (seconds for megabytes of digits) would be work for nothing.
+        return
+    # Limits are counted and held in the scope's hop (no extra thread switch), enforced by each
+    # endpoint after the scope and DLP checks (_enforce_limits), settled with the audit row (_settle_with_rows).
+    ctx.reservation = limits_reserve(
+        scope=scope,
+        endpoint=ctx.endpoint,
+        body=ctx.body,
+        model=route.upstream_model,
+        input_price_per_mtok=route.input_price_per_mtok,
+        output_price_per_mtok=route.output_price_per_mtok,
+        system_prompt=scope.system_prompt if ctx.endpoint in CHAT_ENDPOINTS else "",
+        now=ctx.received_at,
+    )
+    if ctx.reservation.unavailable and ctx.reservation.rolled_back_with_transaction():
+        # The counter store failed inside this transaction: roll it back whole, so the
+        # request holds nothing settlement would later correct.
+        transaction.set_rollback(True)
+
+
+def _reserve_alone(ctx: RequestContext, scope: KeyScope, route: Route) -> None:
+    with transaction.atomic():  # the holds in one transaction, as in _load_scope
+        _reserve(ctx, scope, route)
+
+
+def _prompt_field(ctx: RequestContext) -> str | None:
+    """Where the prompt DLP scans is: every field of the body, not only this one (dlp/fields.py)."""
+    if ctx.endpoint in CHAT_ENDPOINTS and isinstance(ctx.body.get("messages"), list):
+        return "messages"
+    if ctx.endpoint == "embeddings" and ctx.body.get("input") is not None:
+        return "input"
+    return None
+
+
+def _prescan(ctx: RequestContext, inspector: Inspector, field: str) -> None:
+    """Scan the prompt in a worker thread, not on the event loop: a huge hostile prompt
     (RE2 is linear, but ~1 MB/s on the worst inputs) then stalls one request, not the worker.
     The verdict is applied in order, after the scope checks (`_inspect_messages`)."""
-    # Every field of the body, not only the text the model is asked about (dlp/fields.py).
-    if ctx.endpoint in CHAT_ENDPOINTS and isinstance(ctx.body.get("messages"), list):
-        ctx.body, verdict = inspector.request(ctx.body)
-        ctx.prompt_scan = ctx.body["messages"], verdict
-    elif ctx.endpoint == "embeddings" and ctx.body.get("input") is not None:
-        ctx.body, verdict = inspector.request(ctx.body)
-        ctx.prompt_scan = ctx.body["input"], verdict
+    try:
+        # Bounded (dlp/budget.py): a hostile prompt spends its own request's time, no more.
+        ctx.body, verdict = inspector.request(
+            ctx.body, max_bytes=settings.SYNAPSE["DLP_MAX_SCAN_BYTES"], budget_ms=settings.SYNAPSE["DLP_TIME_BUDGET_MS"]
+        )
+    except ScanBudgetError as exc:
+        ctx.prompt_unscanned = dlp_unscannable(exc, param=field)
+        verdict = Verdict()
+    ctx.prompt_scan = ctx.body[field], verdict
 
 
 def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
@@ -147,6 +179,14 @@ def _enforce_limits(ctx: RequestContext, upstream: dict[str, Any]) -> None:
 async def _authorise(ctx: RequestContext, raw_key: str, model: str) -> None:
     try:
         ctx.key, ctx.route = await run_db(_load_scope, raw_key, model, ctx)
+        if ctx.scan_deferred:
+            assert ctx.key is not None and ctx.route is not None and ctx.dlp is not None
+            field = _prompt_field(ctx)
+            assert field is not None
+            # A large prompt waits for the worker's scan pool (synapse/scans.py), then the limits
+            # are held in a hop of their own: a large prompt's request makes one hop more.
+            await run_scan(_prescan, ctx, ctx.dlp, field)
+            await run_db(_reserve_alone, ctx, ctx.key, ctx.route)
     except DatabaseError as exc:
         logger.error("database unavailable before the upstream call: %s", exc)
         # A connection that could not be had in the pool's timeout will not be had a moment
@@ -188,8 +228,15 @@ def _unreadable(ctx: RequestContext, kinds: list[str], param: str) -> None:
         ctx.enforce(dlp_unreadable_content(kinds, param=param))
 
 
+def _scanned(ctx: RequestContext) -> None:
+    """Refuse a prompt DLP could not scan within its bounds, in every enforcement mode."""
+    if ctx.prompt_unscanned is not None:
+        raise ctx.prompt_unscanned
+
+
 def _inspect_messages(ctx: RequestContext, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     assert ctx.prompt_scan is not None
+    _scanned(ctx)
     _unreadable(ctx, non_text_parts(messages), "messages")
     messages, verdict = ctx.prompt_scan
     _judge(ctx, verdict, Direction.PROMPT, dlp_blocked(verdict.blocked))
@@ -530,6 +577,7 @@ async def _chat(ctx: RequestContext, raw_key: str, body: dict[str, Any] | Gatewa
 async def _embeddings(ctx: RequestContext, raw_key: str, body: dict[str, Any] | GatewayError) -> HttpResponseBase:
     route = await _admit(ctx, raw_key, body, _as_is, validate_embeddings)
     assert ctx.prompt_scan is not None
+    _scanned(ctx)
     _unreadable(ctx, ["token ids"] if non_text_input(ctx.body["input"]) else [], "input")
     value, verdict = ctx.prompt_scan
     _judge(ctx, verdict, Direction.PROMPT, dlp_blocked(verdict.blocked, param="input"))

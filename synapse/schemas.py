@@ -24,7 +24,9 @@ PART_TYPES = frozenset({"text", "image_url", "input_audio", "file", "refusal"})
 # Deeper than any real request (tool schemas included); bounds every recursive walk after the
 # parse (DLP, hashing, the upstream's encoder) far below Python's recursion limit.
 MAX_JSON_DEPTH = 64
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# Unrolled ("normal* (special normal*)*"): the plain alternation stepped one character at a
+# time and took a second per 4 MB string, on the event loop; this one runs ~30x faster.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 # A \uD800-\uDFFF escape: a pair is one valid character, a lone one cannot be stored or sent.

@@ -157,8 +157,11 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("SYNAPSE_STATIC_ROOT", default=BASE_DIR / ".synapse" / "static")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# The /v1 views read the raw body themselves and enforce SYNAPSE_MAX_BODY_BYTES with a 413.
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
+# The console's bound (synapse/console_body.py refuses larger bodies before Django reads them;
+# this is Django's own check behind it). The /v1 views read their bodies themselves
+# (`request.read()`), bounded by SYNAPSE_MAX_BODY_BYTES while reading (synapse/lean_asgi.py).
+CONSOLE_MAX_BODY_BYTES = env.int("SYNAPSE_CONSOLE_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = CONSOLE_MAX_BODY_BYTES
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -173,12 +176,16 @@ SYNAPSE = {
     "UPSTREAM_TIMEOUT": env.float("SYNAPSE_UPSTREAM_TIMEOUT", default=120.0),
     "MAX_BODY_BYTES": env.int("SYNAPSE_MAX_BODY_BYTES", default=8 * 1024 * 1024),
     # Seconds a /v1 or /mcp request body may take to arrive; a slower one is refused with a 408.
+    "CONSOLE_MAX_BODY_BYTES": CONSOLE_MAX_BODY_BYTES,
     "BODY_READ_TIMEOUT": env.float("SYNAPSE_BODY_READ_TIMEOUT", default=30.0),
     # Circuit breaker: consecutive failures that take a backend out, and for how many seconds.
     "CIRCUIT_FAILURES": env.int("SYNAPSE_CIRCUIT_FAILURES", default=5),
     "CIRCUIT_COOLDOWN": env.float("SYNAPSE_CIRCUIT_COOLDOWN", default=30.0),
     # Completion tokens held for a request that sets no max_tokens on a key with no ceiling.
     "DEFAULT_COMPLETION_RESERVE": env.int("SYNAPSE_DEFAULT_COMPLETION_RESERVE", default=1024),
+    # A key's in-flight slot (max_concurrent) is a lease: a killed worker's slots free themselves
+    # within this many seconds; running requests' slots are refreshed every third of it.
+    "CONCURRENCY_LEASE_SECONDS": env.float("SYNAPSE_CONCURRENCY_LEASE_SECONDS", default=60.0),
     "WEBHOOK_POLL_SECONDS": env.float("SYNAPSE_WEBHOOK_POLL_SECONDS", default=5.0),
     "WEBHOOK_BACKOFF_SECONDS": env.float("SYNAPSE_WEBHOOK_BACKOFF_SECONDS", default=30.0),
     "WEBHOOK_MAX_ATTEMPTS": env.int("SYNAPSE_WEBHOOK_MAX_ATTEMPTS", default=12),
@@ -193,6 +200,12 @@ SYNAPSE = {
     # audit rows and the auth-failure rule see the client's address, not the proxy's.
     "TRUSTED_PROXIES": env.int("SYNAPSE_TRUSTED_PROXIES", default=0),
     # Characters a stream may hold back while a match could still be forming (dlp/stream.py).
+    # Per-request bounds on the prompt scan (dlp/budget.py): text over the size is refused
+    # unscanned, a scan past the time budget is stopped and refused (0 turns either off).
+    "DLP_MAX_SCAN_BYTES": env.int("SYNAPSE_DLP_MAX_SCAN_BYTES", default=4 * 1024 * 1024),
+    "DLP_TIME_BUDGET_MS": env.int("SYNAPSE_DLP_TIME_BUDGET_MS", default=3000),
+    # Prompts larger than this are scanned on the worker's scan pool (synapse/scans.py).
+    "DLP_LARGE_PROMPT_BYTES": env.int("SYNAPSE_DLP_LARGE_PROMPT_BYTES", default=256 * 1024),
     "DLP_STREAM_WINDOW": env.int("SYNAPSE_DLP_STREAM_WINDOW", default=1024),
     # Bearer token GET /metrics requires; empty: /metrics is open (keep it off the public network).
     "METRICS_TOKEN": env.str("SYNAPSE_METRICS_TOKEN", default=""),

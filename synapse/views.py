@@ -93,7 +93,9 @@ def _read_body(request: HttpRequest) -> dict[str, Any] | GatewayError:
         declared = 0
     if declared > limit:
         return payload_too_large(limit)
-    raw = request.body
+    # read(), not .body: .body applies the console's DATA_UPLOAD_MAX_MEMORY_SIZE, and this
+    # body's bound is MAX_BODY_BYTES (already enforced while it was read: lean_asgi.py).
+    raw = request.read()
     if len(raw) > limit:
         return payload_too_large(limit)
     try:

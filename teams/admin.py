@@ -205,6 +205,7 @@ class TeamAdmin(admin.ModelAdmin):
                     max_tokens=data["max_tokens"],
                     max_messages=data["max_messages"],
                     max_prompt_tokens=data["max_prompt_tokens"],
+                    max_concurrent=data["max_concurrent"],
                     budget=data["budget"],
                     enforcement=data["enforcement"],
                     expires_at=data["expires_at"],
@@ -257,8 +258,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ["revoke_selected"]
     fields = (
         "name", "purpose", "team", "key_prefix", "classification", "enforcement", "system_prompt", "models_list",
-        "tools_list", "requests_per_minute", "tokens_per_minute", "max_tokens", "max_messages", "max_prompt_tokens", "budget",
-        "requested_by", "approved_by",
+        "tools_list", "requests_per_minute", "tokens_per_minute", "max_tokens", "max_messages", "max_prompt_tokens",
+        "max_concurrent", "budget", "requested_by", "approved_by",
         "created_at", "expires_at",
         "revoked_at", "revoked_by", "revoke_reason",
     )  # fmt: skip

@@ -32,6 +32,13 @@ class IssueKeyForm(forms.Form):
     )
     max_messages = forms.IntegerField(min_value=1, required=False, label="Max messages per request")
     max_prompt_tokens = forms.IntegerField(min_value=1, required=False, label="Max prompt tokens per request")
+    max_concurrent = forms.IntegerField(
+        min_value=1,
+        max_value=1000,
+        required=False,
+        label="Max requests in flight",
+        help_text="Requests of this key running at once, over all workers; more are refused with 429.",
+    )
     budget = forms.DecimalField(
         min_value=0, max_digits=12, decimal_places=2, required=False, label="Budget (USD per team budget period)"
     )

@@ -5,12 +5,13 @@ One request, in the pipeline's pre-upstream database hop (`limits_reserve`):
 1. per-request caps bound to the key: max messages, max prompt tokens (400), max_tokens
    ceiling (the request is clamped to it, never refused for it);
 2. requests per minute, per key and per team, through django-ratelimit's `get_usage`;
+   then requests in flight: a leased slot of the key's `max_concurrent` (teams/concurrency.py);
 3. tokens per minute: prompt tokens (counted now) + the completion cap are *held* on the
    per-minute counter, so concurrent requests cannot all squeeze under the limit;
 4. budgets: the worst-case cost is held on the key's and the team's period spend counters.
 
 Then, in the hop that writes the audit row (`limits_settle`), every hold is corrected to the
-upstream's real `usage` and cost. All counters live in the `counters` cache (CounterCache on
+upstream's real `usage` and cost, and the in-flight slot is given back. All counters live in the `counters` cache (CounterCache on
 the database, or Redis), where each step is one atomic operation: limits are exact however
 many workers and replicas serve the traffic.
 
@@ -38,6 +39,7 @@ from django.utils import timezone
 from django_ratelimit.core import get_usage
 
 from .budgets import BudgetScope, spent_in_period, to_nano
+from .concurrency import Slot, concurrency_acquire, concurrency_release
 from .periods import period_bounds
 from .selectors import KeyScope
 from .tokens import TokenCount, count_chat, count_input
@@ -69,6 +71,7 @@ class BreachKind(StrEnum):
     TEAM_BUDGET = "team_budget"
     MAX_MESSAGES = "max_messages"  # per-request caps bound to the key
     MAX_PROMPT_TOKENS = "max_prompt_tokens"
+    CONCURRENCY = "concurrency"  # the key's requests in flight at once
 
     @property
     def is_team(self) -> bool:
@@ -119,6 +122,8 @@ class Reservation:
     spend_holds: list[Hold] = field(default_factory=list)
     requests: Window | None = None
     tokens: Window | None = None
+    in_flight: Window | None = None  # the key's concurrent requests (reset: unused)
+    slot: Slot | None = None  # the in-flight slot held until settlement
     breaches: list[Breach] = field(default_factory=list)
     unavailable: bool = False
     settled: bool = False
@@ -144,6 +149,10 @@ class Reservation:
                 headers[f"x-ratelimit-limit-{name}"] = str(window.limit)
                 headers[f"x-ratelimit-remaining-{name}"] = str(max(0, window.remaining))
                 headers[f"x-ratelimit-reset-{name}"] = f"{max(0, window.reset)}s"
+        if self.in_flight is not None:
+            # Not one of OpenAI's: named after them, for the one limit they do not have.
+            headers["x-ratelimit-limit-concurrent"] = str(self.in_flight.limit)
+            headers["x-ratelimit-remaining-concurrent"] = str(max(0, self.in_flight.remaining))
         return headers
 
 
@@ -170,7 +179,7 @@ def limits_reserve(
     now = now or timezone.now()
     try:
         _caps(reservation, scope=scope, endpoint=endpoint, body=body, model=model, system_prompt=system_prompt)
-        steps = (_requests_per_minute, _tokens_per_minute, _budgets)
+        steps = (_requests_per_minute, _in_flight, _tokens_per_minute, _budgets)
         for step in steps:
             if reservation.breaches and not scope.is_monitor:
                 break
@@ -267,6 +276,17 @@ def _requests_per_minute(reservation: Reservation, *, scope: KeyScope, now: date
             reservation.requests = window
         if usage["should_limit"]:
             reservation.breaches.append(Breach(kind, limit=limit, retry_after=window.reset))
+
+
+def _in_flight(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
+    limit = scope.max_concurrent
+    if not limit:
+        return
+    reservation.slot, in_use = concurrency_acquire(key_id=scope.key_id, limit=limit)
+    reservation.in_flight = Window(limit=limit, remaining=limit - in_use, reset=0)
+    if reservation.slot is None:
+        # Monitor mode: recorded, and the request runs without a slot (it holds none to give back).
+        reservation.breaches.append(Breach(BreachKind.CONCURRENCY, limit=limit, needed=limit + 1, retry_after=1))
 
 
 def _window_end(ident: str, period: int) -> int:
@@ -418,6 +438,15 @@ def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
             spent[-1].append((hold, amount))
     counters = caches[COUNTERS]
     totals = {key: _adjust(counters, key, delta) for (_, key), delta in sorted(deltas.items())}
+    # In-flight slots last, by key: a slot is only ever deleted by the request that took it.
+    for slot in sorted((s.reservation.slot for s in settlements if s.reservation.slot is not None), key=lambda x: x.key):
+        try:
+            concurrency_release(slot)
+        except Exception:
+            # The store is down: the slot frees itself when its lease runs out (teams/concurrency.py).
+            logger.exception("could not give back an in-flight slot of %s", slot.key)
+    for settlement in settlements:
+        settlement.reservation.slot = None
     return [
         [
             SpendLevel(budget=hold.budget, spent_nano=total)

@@ -89,6 +89,9 @@ class ApiKey(models.Model):
     )
     max_messages = models.PositiveIntegerField(null=True, blank=True, help_text="Most messages one request may carry.")
     max_prompt_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Largest prompt one request may send.")
+    max_concurrent = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most requests in flight at once (all workers and instances); empty = unlimited."
+    )
     budget = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, help_text="Spend ceiling per team budget period (USD)."
     )

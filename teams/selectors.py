@@ -40,6 +40,7 @@ class KeyScope:
     enforcement: str = "enforce"
     max_messages: int | None = None
     max_prompt_tokens: int | None = None
+    max_concurrent: int | None = None
     budget: Decimal | None = None
     team_rpm: int | None = None
     team_tpm: int | None = None
@@ -99,6 +100,7 @@ _SCOPE = Select(
         "enforcement": "k.enforcement",
         "max_messages": "k.max_messages",
         "max_prompt_tokens": "k.max_prompt_tokens",
+        "max_concurrent": "k.max_concurrent",
         "budget": "k.budget",
         "team_rpm": "t.rpm",
         "team_tpm": "t.tpm",
@@ -154,8 +156,4 @@ def api_key_authenticate(raw: str) -> KeyScope | None:
 
 
 def allowed_model_names(*, key_id: int) -> list[str]:
-    return list(
-        ApiKeyModel.objects.filter(api_key_id=key_id)
-        .order_by("model__name")
-        .values_list("model__name", flat=True)
-    )
+    return list(ApiKeyModel.objects.filter(api_key_id=key_id).order_by("model__name").values_list("model__name", flat=True))

@@ -19,6 +19,7 @@ from audit.models import EventType
 from audit.services import audit_governance_event
 from routing.models import Model
 
+from .concurrency import MAX_CONCURRENT_CEILING
 from .models import KEY_PREFIX, ApiKey, ApiKeyModel, Classification, Enforcement, Team, hash_secret
 from .periods import zone_named
 from .tools import parse_tool_patterns
@@ -89,6 +90,7 @@ def api_key_issue(
     max_tokens: int | None = None,
     max_messages: int | None = None,
     max_prompt_tokens: int | None = None,
+    max_concurrent: int | None = None,
     budget: Decimal | None = None,
     enforcement: str = Enforcement.ENFORCE,
     expires_at: datetime | None = None,
@@ -114,6 +116,8 @@ def api_key_issue(
             raise ValidationError({"models": f"a sensitive key may only use on-premises models; cloud: {', '.join(cloud)}"})
     if enforcement not in Enforcement.values:
         raise ValidationError({"enforcement": f"must be one of {', '.join(Enforcement.values)}"})
+    if max_concurrent is not None and not 1 <= max_concurrent <= MAX_CONCURRENT_CEILING:
+        raise ValidationError({"max_concurrent": f"between 1 and {MAX_CONCURRENT_CEILING}, or empty for no limit"})
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": "the expiry is in the past"})
     if _active_key_named(team=team, name=name):
@@ -138,6 +142,7 @@ def api_key_issue(
         max_tokens=max_tokens,
         max_messages=max_messages,
         max_prompt_tokens=max_prompt_tokens,
+        max_concurrent=max_concurrent,
         budget=budget,
         enforcement=enforcement,
         tools=",".join(tool_patterns),
@@ -167,6 +172,7 @@ def api_key_issue(
                 "max_tokens": max_tokens,
                 "max_messages": max_messages,
                 "max_prompt_tokens": max_prompt_tokens,
+                "max_concurrent": max_concurrent,
                 "budget": str(budget) if budget is not None else None,
             },
         },

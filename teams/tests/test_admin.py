@@ -33,6 +33,7 @@ def test_it_issues_a_key_and_shows_it_once(console: Client, team: Team, routing:
             "models": ["mock-small", "llama-3-8b"],
             "classification": "sensitive",
             "enforcement": "enforce",
+            "max_concurrent": "4",
         },
     )
     # POST-redirect-GET: the POST issues and redirects; the page it leads to shows the key once.
@@ -50,7 +51,7 @@ def test_it_issues_a_key_and_shows_it_once(console: Client, team: Team, routing:
     assert plaintext.startswith(api_key.prefix) and plaintext.encode() in reveal.content
     assert b"curl " in reveal.content and b"OpenAI(base_url=" in reveal.content
     scope = api_key_authenticate(plaintext)
-    assert scope is not None and scope.approved_by == "alice"
+    assert scope is not None and scope.approved_by == "alice" and scope.max_concurrent == 4
     # Reloading the reveal shows nothing new and issues nothing.
     again = console.get(response["Location"])
     assert again.status_code == 200 and plaintext.encode() not in again.content

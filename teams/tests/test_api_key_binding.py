@@ -60,7 +60,13 @@ def test_it_rejects_unknown_models_and_empty_prompts(team: Team, routing: None) 
 @pytest.mark.sqlite
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("system_prompt", "You may reveal everything."), ("classification", "non_sensitive"), ("rpm", 100000), ("name", "Other")],
+    [
+        ("system_prompt", "You may reveal everything."),
+        ("classification", "non_sensitive"),
+        ("rpm", 100000),
+        ("max_concurrent", 50),
+        ("name", "Other"),
+    ],
 )
 def test_the_database_refuses_to_change_a_bound_field(sensitive_key: IssuedKey, field: str, value: object) -> None:
     with pytest.raises(DatabaseError, match="immutable"), transaction.atomic():

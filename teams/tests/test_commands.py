@@ -53,13 +53,15 @@ def test_issue_key_json_and_prompt_file(routing: None, team: Team, tmp_path: Pat
             "non_sensitive",
             "--system-prompt-file",
             str(prompt),
+            "--max-concurrent",
+            "5",
             "--json",
         )
     )
     assert set(payload) == {"key", "id", "team", "models", "tools"} and payload["models"] == ["mock-small"]
     assert payload["tools"] == []  # no --tools: no tool policy
     scope = api_key_authenticate(payload["key"])
-    assert scope is not None and scope.system_prompt == "From a file."
+    assert scope is not None and scope.system_prompt == "From a file." and scope.max_concurrent == 5
 
 
 def test_issue_key_refuses_a_sensitive_cloud_binding(routing: None, team: Team) -> None:

@@ -34,6 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-tokens", type=int, help="Ceiling on a request's max_tokens (larger ones are clamped).")
         parser.add_argument("--max-messages", type=int, help="Most messages one request may carry.")
         parser.add_argument("--max-prompt-tokens", type=int, help="Largest prompt one request may send.")
+        parser.add_argument("--max-concurrent", type=int, help="Most requests in flight at once (all workers).")
         parser.add_argument("--budget", type=Decimal, help="Spend ceiling (USD) per the team's budget period.")
         parser.add_argument(
             "--enforcement", choices=Enforcement.values, default=Enforcement.ENFORCE, help="enforce, or monitor (record only)."
@@ -84,6 +85,7 @@ class Command(BaseCommand):
                 max_tokens=options["max_tokens"],
                 max_messages=options["max_messages"],
                 max_prompt_tokens=options["max_prompt_tokens"],
+                max_concurrent=options["max_concurrent"],
                 budget=options["budget"],
                 enforcement=options["enforcement"],
                 expires_at=expires_at,
