@@ -2,8 +2,8 @@
 
 One SERVER span per /v1 request (synapse/tracing.py starts it, continuing a client's
 `traceparent`), with child spans for the request's two database hops — `synapse.scope` (key,
-route, DLP prompt scan, limit holds) and `synapse.audit` (settlement, the audit row, anomaly
-rules) — and one event per upstream attempt. Attributes follow the HTTP and GenAI semantic
+route, DLP prompt scan, limit holds) and `synapse.audit` (the wait for the group commit of the
+audit row with its settlement) — and one event per upstream attempt. Attributes follow the HTTP and GenAI semantic
 conventions (model, token usage); they never carry prompt or answer text, nor a key.
 
 Unset, nothing is exported and the API's no-op tracer costs next to nothing. The standard
@@ -35,7 +35,7 @@ logger = logging.getLogger("synapse.otel")
 request_span: contextvars.ContextVar[trace.Span | None] = contextvars.ContextVar("synapse_request_span", default=None)
 
 # The pipeline's database hops (synapse.db.run_db) that get a span of their own, by function.
-STAGE_SPANS = {"_load_scope": "synapse.scope", "_record": "synapse.audit"}
+STAGE_SPANS = {"_load_scope": "synapse.scope", "_write_row": "synapse.audit"}
 
 _lock = threading.Lock()
 _configured_pid: int | None = None

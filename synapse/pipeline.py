@@ -71,6 +71,7 @@ from .errors import (
 )
 from .metrics import audit_write_timer
 from .observability import audit_observed
+from .otel import stage_span
 from .scans import run_scan
 from .schemas import check_fields, first_error, validate_chat, validate_embeddings
 from .shutdown import disconnect_verdict
@@ -326,7 +327,8 @@ async def _write_row(ctx: RequestContext) -> None:
         # The closing row follows its opening row in the chain (whether or not that was written).
         await asyncio.gather(ctx.stream_open_write, return_exceptions=True)
     settles = _settles(ctx)
-    with audit_observed(ctx):  # metrics + the request's log line, once its row exists
+    # The span covers the wait for the group commit that holds the row.
+    with audit_observed(ctx), stage_span("_write_row"):  # metrics + log line once the row exists
         if on_caller_thread() or not group_commit_enabled():
             # A caller that owns the transaction (a test, a management command) or SQLite.
             written = await run_db(_append_here, ctx, settles)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -26,32 +25,12 @@ from teams.models import Team
 from teams.services import IssuedKey, api_key_issue
 from tests.fakes.base import Received, Reply
 from tests.fakes.openai import FakeOpenAI
+from tests.test_gateway_limits import redis_gateway  # noqa: F401  # a fixture, used by name
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
-
-
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="module")
-def redis_gateway(django_db_setup, django_db_blocker) -> Iterator[Gateway]:
-    if not _redis_up():
-        pytest.skip("Redis is not running at 127.0.0.1:6379")
-    with django_db_blocker.unblock():
-        url = database_url_for_tests()
-    server = start_gateway(
-        database_url=url, extra_env={"REDIS_URL": REDIS_URL, "SYNAPSE_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}"}
-    )
-    yield server
-    stop_gateway(server)
+# The Redis-backed gateway (module-scoped: one per module) is test_gateway_limits'.
 
 
 class Gate:
