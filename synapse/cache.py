@@ -67,8 +67,21 @@ class CounterCache(BaseCache):
         )
         if now - self._pruned_at > PRUNE_EVERY_SECONDS:
             self._pruned_at = now
-            self._execute("DELETE FROM {table} WHERE expires IS NOT NULL AND expires <= %s", [now])
+            self._prune(now)
         return bool(rows)
+
+    def _prune(self, now: float) -> None:
+        # Inside a caller's transaction (a request's holds) a plain DELETE of every expired row
+        # would wait on rows other transactions hold, while holding rows they wait for: a
+        # deadlock. Rows another transaction holds are skipped (the next prune takes them).
+        if connections[self._alias].vendor == "postgresql":
+            self._execute(
+                "DELETE FROM {table} WHERE key IN (SELECT key FROM {table} WHERE expires IS NOT NULL AND expires <= %s "
+                "FOR UPDATE SKIP LOCKED)",
+                [now],
+            )
+        else:
+            self._execute("DELETE FROM {table} WHERE expires IS NOT NULL AND expires <= %s", [now])
 
     def get(self, key: str, default: Any = None, version: int | None = None) -> Any:
         key = self.make_and_validate_key(key, version=version)
