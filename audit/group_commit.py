@@ -158,22 +158,13 @@ class GroupCommitter:
         return [Written(result, event.seq) for result, event in zip(results, events, strict=True)]
 
     def _write_alone(self, item: _Item, row: dict[str, Any]) -> None:
-        alias = self.alias
-        result = None
         try:
-            with transaction.atomic(using=alias):
-                if item.companion is not None:
-                    try:
-                        with transaction.atomic(using=alias):  # a savepoint: its failure spares the row
-                            result = _companions([item])[0]
-                    except Exception:
-                        logger.exception("a write that commits with an audit row failed; the row is written")
-                event = AuditEvent.objects.using(alias).create(**row, row_hash=content_digest(row))
+            written = audit_append_with(values=row, companion=item.companion, payload=item.payload, alias=self.alias)
         except Exception as exc:  # noqa: BLE001  # handed to its waiter
             self._reset()
             item.future.set_exception(exc)
             return
-        item.future.set_result(Written(result, event.seq))
+        item.future.set_result(written)
 
     def _reset(self) -> None:
         connection = connections[self.alias]
@@ -199,7 +190,8 @@ def audit_append_with(
     *, values: dict[str, Any], companion: Companion | None = None, payload: Any = None, alias: str | None = None
 ) -> Written:
     """One row and its companion write in one transaction, on the calling thread (SQLite, or a
-    caller that owns the transaction, such as a test): what a batch of one would do."""
+    caller that owns the transaction, such as a test), and the writer's retry of one row of a
+    failed batch: what a batch of one would do."""
     alias = alias or router.db_for_write(AuditEvent)
     result = None
     with transaction.atomic(using=alias):
