@@ -3,7 +3,8 @@
 Rate limits, token reservations and spend must hold exactly across workers and replicas, so
 every operation is one SQL statement that reads and writes the row together:
 
-    add   INSERT … ON CONFLICT (key) DO UPDATE … WHERE <the old row expired> RETURNING value
+    add   UPDATE … WHERE <the old row expired>, else INSERT … ON CONFLICT (key) DO NOTHING
+          (one statement on PostgreSQL; a lost add locks nothing)
     incr  UPDATE … SET value = value + delta WHERE key = … AND <not expired> RETURNING value
 
 Django's own `DatabaseCache` reads, then writes, in separate statements; under concurrency its
@@ -59,12 +60,29 @@ class CounterCache(BaseCache):
     def add(self, key: str, value: Any, timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
         now = time.time()
-        rows = self._execute(
-            "INSERT INTO {table} (key, value, expires) VALUES (%s, %s, %s) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires "
-            "WHERE {table}.expires IS NOT NULL AND {table}.expires <= %s RETURNING value",
-            [key, _integer(value), self._expiry(timeout), now],
-        )
+        value, expires = _integer(value), self._expiry(timeout)
+        if connections[self._alias].vendor == "postgresql":
+            # Not `ON CONFLICT DO UPDATE … WHERE <expired>`: PostgreSQL locks the conflicting row
+            # even when that WHERE is false, so a failed add (a slot another request holds)
+            # would keep the row locked to the end of the caller's transaction, and two
+            # requests trying two slots in opposite orders deadlock (teams/concurrency.py).
+            # An expired row is taken by an UPDATE, which locks only the row it changes; an
+            # absent one by an INSERT … DO NOTHING, which locks nothing when it loses.
+            rows = self._execute(
+                "WITH taken AS (UPDATE {table} SET value = %s, expires = %s "
+                "WHERE key = %s AND expires IS NOT NULL AND expires <= %s RETURNING value), "
+                "added AS (INSERT INTO {table} (key, value, expires) SELECT %s, %s, %s "
+                "WHERE NOT EXISTS (SELECT 1 FROM taken) ON CONFLICT (key) DO NOTHING RETURNING value) "
+                "SELECT value FROM taken UNION ALL SELECT value FROM added",
+                [value, expires, key, now, key, value, expires],
+            )
+        else:  # SQLite: one writer at a time, no row locks to hold
+            rows = self._execute(
+                "INSERT INTO {table} (key, value, expires) VALUES (%s, %s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires = excluded.expires "
+                "WHERE {table}.expires IS NOT NULL AND {table}.expires <= %s RETURNING value",
+                [key, value, expires, now],
+            )
         if now - self._pruned_at > PRUNE_EVERY_SECONDS:
             self._pruned_at = now
             self._prune(now)
