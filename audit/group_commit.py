@@ -1,12 +1,21 @@
 """Group commit: the request rows of every request this process finishes at the same moment
 go to the chain in one transaction — one chain-lock hold, one commit, one WAL flush.
 
-A request hands its row (and the writes that must commit with it, e.g. its limit settlement)
+A request hands its row (and a companion write that goes with it, e.g. its limit settlement)
 to the process's writer thread and waits. The writer takes everything queued, computes each
-row's columns and digest, runs the companion writes, inserts the rows with one multi-row
-INSERT (the trigger chains them in order under one advisory-lock hold), commits, and only then
-releases each waiter. So an answer is never sent for a row a crash could lose: a crash before
-the commit loses rows no client was told about, and those requests get no answer either.
+row's columns and digest, runs the batch's companion writes in a transaction of their own,
+then inserts the rows with one multi-row INSERT (the trigger chains them in order under one
+advisory-lock hold), commits, and only then releases each waiter. So an answer is never sent
+for a row a crash could lose: a crash before the commit loses rows no client was told about,
+and those requests get no answer either.
+
+The companion transaction commits without waiting for its WAL flush (`commit_unflushed`): the
+rows' commit right after it flushes the log up to and including it, so once a waiter is
+released both are durable, and a crash between the two loses only a settlement whose request
+was never answered (its holds stay counted: the limits err towards refusing). Kept out of the
+rows' transaction because the rows' commit waits for the flush, and every counter row a
+settlement updates would stay locked through that wait, holding up each request reserving on
+the same key meanwhile.
 
 Batches form by themselves: while one commits, the next requests queue. Nothing waits on a
 timer, so a lone request pays one thread hand-off, not a delay.
@@ -130,7 +139,8 @@ class GroupCommitter:
         if not rows:
             return
         try:
-            results = self._commit(rows)
+            results = self._companions([item for item, _ in rows])
+            seqs = self._insert([row for _, row in rows])
         except Exception as exc:  # noqa: BLE001  # handed to the waiters, or each row retried alone
             if _unreachable(exc) or len(rows) == 1:
                 self._reset()
@@ -139,32 +149,64 @@ class GroupCommitter:
                 return
             logger.warning("audit batch of %d rows failed (%s); writing each row on its own", len(rows), exc)
             self._reset()
-            for item, row in rows:
-                self._write_alone(item, row)
+            for (item, row), result in zip(rows, results, strict=True):
+                self._insert_alone(item, row, result)
             return
         self.batches += 1
-        for (item, _), result in zip(rows, results, strict=True):
-            item.future.set_result(result)
+        for (item, _), result, seq in zip(rows, results, seqs, strict=True):
+            item.future.set_result(Written(result, seq))
 
-    def _commit(self, rows: list[tuple[_Item, dict[str, Any]]]) -> list[Written]:
+    def _companions(self, items: list[_Item]) -> list[Any]:
+        """The batch's companion writes, committed before its rows (see the module docstring).
+        One that fails on its data is retried alone, and alone it spares its row (result None)."""
+        if all(item.companion is None for item in items):
+            return [None] * len(items)
         alias = self.alias
-        items = [item for item, _ in rows]
+        try:
+            with transaction.atomic(using=alias):
+                commit_unflushed(alias)
+                return _companions(items)
+        except Exception as exc:
+            if _unreachable(exc):
+                raise
+            self._reset()
+            if len(items) == 1:
+                logger.exception("a write that goes with an audit row failed; the row is written")
+                return [None]
+        results: list[Any] = []
+        for item in items:
+            results.append(None)
+            if item.companion is None:
+                continue
+            try:
+                with transaction.atomic(using=alias):
+                    commit_unflushed(alias)
+                    results[-1] = item.companion([item.payload])[0]
+            except Exception as exc:
+                if _unreachable(exc):
+                    raise
+                logger.exception("a write that goes with an audit row failed; the row is written")
+                self._reset()
+        return results
+
+    def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        alias = self.alias
         with transaction.atomic(using=alias):
-            results = _companions(items)
             # The trigger chains the rows in this order; seq comes back with the INSERT.
             events = AuditEvent.objects.using(alias).bulk_create(
-                [AuditEvent(**row, row_hash=content_digest(row)) for _, row in rows]
+                [AuditEvent(**row, row_hash=content_digest(row)) for row in rows]
             )
-        return [Written(result, event.seq) for result, event in zip(results, events, strict=True)]
+        return [event.seq for event in events]
 
-    def _write_alone(self, item: _Item, row: dict[str, Any]) -> None:
+    def _insert_alone(self, item: _Item, row: dict[str, Any], result: Any) -> None:
         try:
-            written = audit_append_with(values=row, companion=item.companion, payload=item.payload, alias=self.alias)
+            with transaction.atomic(using=self.alias):
+                event = audit_event_append(values=row)
         except Exception as exc:  # noqa: BLE001  # handed to its waiter
             self._reset()
             item.future.set_exception(exc)
             return
-        item.future.set_result(written)
+        item.future.set_result(Written(result, event.seq))
 
     def _reset(self) -> None:
         connection = connections[self.alias]
@@ -186,12 +228,22 @@ def _companions(items: list[_Item]) -> list[Any]:
     return results
 
 
+def commit_unflushed(alias: str) -> None:
+    """Let the current transaction commit without waiting for its WAL flush (PostgreSQL's
+    `synchronous_commit = off`, for this transaction only). For writes whose loss in a database
+    crash costs nothing that was promised: limit holds and settlements. Other sessions see the
+    commit at once; a later synchronous commit (an audit row's) flushes it too."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def audit_append_with(
     *, values: dict[str, Any], companion: Companion | None = None, payload: Any = None, alias: str | None = None
 ) -> Written:
     """One row and its companion write in one transaction, on the calling thread (SQLite, or a
-    caller that owns the transaction, such as a test), and the writer's retry of one row of a
-    failed batch: what a batch of one would do."""
+    caller that owns the transaction, such as a test)."""
     alias = alias or router.db_for_write(AuditEvent)
     result = None
     with transaction.atomic(using=alias):

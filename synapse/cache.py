@@ -7,22 +7,35 @@ every operation is one SQL statement that reads and writes the row together:
           (one statement on PostgreSQL; a lost add locks nothing)
     incr  UPDATE … SET value = value + delta WHERE key = … AND <not expired> RETURNING value
 
+    hold  every counter of one request's reservation, in one statement (`synapse_counter_hold`,
+          migration synapse/0002), with the caller's COMMIT in the same round trip
+
 Django's own `DatabaseCache` reads, then writes, in separate statements; under concurrency its
-`incr` loses most increments. This backend stores integers only (all a counter needs) and is
-what django-ratelimit's `get_usage` calls through the cache API (`add`, then `incr`).
+`incr` loses most increments. This backend stores integers only (all a counter needs).
 Use django-redis instead when REDIS_URL is set (docs/LIMITS.md says when).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.db import connections
 
-# Expired rows are deleted at most this often per process, from within `add`.
+# Expired rows are deleted at most this often per process, from within `add` and `hold`.
 PRUNE_EVERY_SECONDS = 60.0
+_pruned_at = 0.0
+_prune_lock = threading.Lock()
+
+
+# One counter a request holds on (`CounterCache.hold`): key, amount, ttl (seconds a new or
+# restarted row lives; None: the row must exist), limit (a total over it is a breach; None: no
+# limit), give_back (a breach takes the amount back off). A plain tuple, so the layers that
+# hold (teams.limits) need not import the store.
+Count = tuple[str, int, float | None, int | None, bool]
 
 
 def _integer(value: Any) -> int:
@@ -41,7 +54,6 @@ class CounterCache(BaseCache):
         super().__init__(params)
         self._table = location or "synapse_counter"
         self._alias = params.get("OPTIONS", {}).get("DATABASE", "default")
-        self._pruned_at = 0.0
 
     # ── SQL ──
 
@@ -83,10 +95,55 @@ class CounterCache(BaseCache):
                 "WHERE {table}.expires IS NOT NULL AND {table}.expires <= %s RETURNING value",
                 [key, value, expires, now],
             )
-        if now - self._pruned_at > PRUNE_EVERY_SECONDS:
-            self._pruned_at = now
-            self._prune(now)
+        self._maybe_prune(now)
         return bool(rows)
+
+    @property
+    def holds_in_one_statement(self) -> bool:
+        """Whether `hold` is here: PostgreSQL, on the table migration synapse/0002 made it for.
+        SQLite has one writer, so nothing waits between a request's per-counter statements."""
+        return connections[self._alias].vendor == "postgresql" and self._table == "synapse_counter"
+
+    def hold(self, counts: Sequence[Count], *, stop: bool, commit: bool = False) -> tuple[list[int | None], bool]:
+        """Add to several counters in order, in one statement (migration synapse/0002 says why
+        and what each field means). Returns each reached counter's total before any give-back,
+        ending with None at a counter that must exist and does not; and whether it committed.
+
+        `commit`: the caller's transaction ends here; if it is the outermost one, its COMMIT is
+        sent with the statement, so the counter rows are unlocked as soon as the server has run
+        it, not a client round trip later (which, on a busy worker, waits for the GIL first).
+        Django's own commit at the block's end then finds nothing to do.
+        """
+        now = time.time()
+        self._maybe_prune(now)  # first: not while the held rows are locked
+        connection = connections[self._alias]
+        commit = commit and len(connection.atomic_blocks) == 1  # never a caller's enclosing transaction
+        statement = (
+            "SELECT synapse_counter_hold(%s::text[], %s::bigint[], %s::float8[], %s::bigint[], %s::boolean[], %s::float8, %s)"
+        )
+        rows = self._execute(
+            statement + ("; COMMIT" if commit else ""),
+            [
+                [self.make_and_validate_key(key) for key, *_ in counts],
+                [_integer(amount) for _, amount, *_ in counts],
+                [ttl for _, _, ttl, _, _ in counts],
+                [limit for *_, limit, _ in counts],
+                [give_back for *_, give_back in counts],
+                now,
+                stop,
+            ],
+        )
+        return list(rows[0][0]), commit
+
+    def _maybe_prune(self, now: float) -> None:
+        # Per process, not per instance: Django makes a cache instance per thread and per
+        # request context, which would prune on nearly every request.
+        global _pruned_at
+        with _prune_lock:
+            if now - _pruned_at <= PRUNE_EVERY_SECONDS:
+                return
+            _pruned_at = now
+        self._prune(now)
 
     def _prune(self, now: float) -> None:
         # Inside a caller's transaction (a request's holds) a plain DELETE of every expired row

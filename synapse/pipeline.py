@@ -128,6 +128,7 @@ def _reserve(ctx: RequestContext, scope: KeyScope, route: Route) -> None:
         output_price_per_mtok=route.output_price_per_mtok,
         system_prompt=scope.system_prompt if ctx.endpoint in CHAT_ENDPOINTS else "",
         now=ctx.received_at,
+        commit=True,  # the hop's transaction ends with the holds (_load_scope, _reserve_alone)
     )
     if ctx.reservation.unavailable and ctx.reservation.rolled_back_with_transaction():
         # The counter store failed inside this transaction: roll it back whole, so the
@@ -333,7 +334,9 @@ async def _write_row(ctx: RequestContext) -> None:
             # A caller that owns the transaction (a test, a management command) or SQLite.
             written = await run_db(_append_here, ctx, settles)
         else:
-            row = group_committer().submit(values=partial(_row_values, ctx), companion=_settle_with_rows, payload=settles)
+            # Nothing to settle (no limits held, no breaker news): no companion transaction.
+            companion = _settle_with_rows if settles.settlement is not None or settles.health else None
+            row = group_committer().submit(values=partial(_row_values, ctx), companion=companion, payload=settles)
             written = await asyncio.wrap_future(row)
     levels: list[SpendLevel] = written.result or []
     ctx.audited = True

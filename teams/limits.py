@@ -4,7 +4,7 @@ One request, in the pipeline's pre-upstream database hop (`limits_reserve`):
 
 1. per-request caps bound to the key: max messages, max prompt tokens (400), max_tokens
    ceiling (the request is clamped to it, never refused for it);
-2. requests per minute, per key and per team, through django-ratelimit's `get_usage`;
+2. requests per minute, per key and per team, in django-ratelimit's windows;
    then requests in flight: a leased slot of the key's `max_concurrent` (teams/concurrency.py);
 3. tokens per minute: prompt tokens (counted now) + the completion cap are *held* on the
    per-minute counter, so concurrent requests cannot all squeeze under the limit;
@@ -36,7 +36,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.utils import timezone
-from django_ratelimit.core import get_usage
+from django_ratelimit import ALL
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 
 from .budgets import BudgetScope, spent_in_period, to_nano
 from .concurrency import Slot, concurrency_acquire, concurrency_release
@@ -127,11 +128,13 @@ class Reservation:
     breaches: list[Breach] = field(default_factory=list)
     unavailable: bool = False
     settled: bool = False
+    committed: bool = False  # the holds were committed as they were made (`limits_reserve(commit=True)`)
 
     def rolled_back_with_transaction(self) -> bool:
         """Forget the holds if the counter store is the database (they go with a rolled-back
-        transaction); True then. Redis holds outlive a failure and are settled as usual."""
-        if not getattr(caches[COUNTERS], "transactional", False):
+        transaction); True then. Redis holds, and holds already committed, outlive a failure
+        and are settled as usual."""
+        if not counters_transactional() or self.committed:
             return False
         self.token_holds.clear()
         self.spend_holds.clear()
@@ -159,6 +162,11 @@ class Reservation:
 # ── reserve ─────────────────────────────────────────────────────────────────────────────
 
 
+def counters_transactional() -> bool:
+    """Whether the counter store is the database (its writes join the caller's transaction)."""
+    return bool(getattr(caches[COUNTERS], "transactional", False))
+
+
 def limits_reserve(
     *,
     scope: KeyScope,
@@ -169,21 +177,33 @@ def limits_reserve(
     output_price_per_mtok: Decimal,
     system_prompt: str = "",
     now: datetime | None = None,
+    commit: bool = False,
 ) -> Reservation:
     """Count, check and hold everything one request needs; never raises for a breach.
 
     `body` is the client's request; `system_prompt` the bound one the backend will also see.
     In enforce mode the first breach stops the checks that follow (nothing more is held).
+    `commit`: the caller's transaction ends with the holds, and may be committed with them in
+    the same round trip (the database store does, when it is the outermost transaction).
     """
     reservation = Reservation()
     now = now or timezone.now()
     try:
         _caps(reservation, scope=scope, endpoint=endpoint, body=body, model=model, system_prompt=system_prompt)
-        steps = (_requests_per_minute, _in_flight, _tokens_per_minute, _budgets)
-        for step in steps:
-            if reservation.breaches and not scope.is_monitor:
-                break
-            step(reservation, scope=scope, now=now, prices=(input_price_per_mtok, output_price_per_mtok))
+        if reservation.breaches and not scope.is_monitor:
+            return reservation
+        prices = (input_price_per_mtok, output_price_per_mtok)
+        if scope.max_concurrent:
+            # The in-flight slot between the rpm and the token counters, as the steps go.
+            _hold(reservation, scope=scope, planned=_requests_per_minute(scope), commit=commit)
+            if not reservation.breaches or scope.is_monitor:
+                _in_flight(reservation, scope=scope)
+            if not reservation.breaches or scope.is_monitor:
+                planned = _tokens_and_spend(reservation, scope=scope, now=now, prices=prices)
+                _hold(reservation, scope=scope, planned=planned, commit=commit)
+        else:
+            planned = _requests_per_minute(scope) + _tokens_and_spend(reservation, scope=scope, now=now, prices=prices)
+            _hold(reservation, scope=scope, planned=planned, commit=commit)
     except Exception:
         # Redis down, database gone: the pipeline fails closed for enforced keys (503).
         logger.exception("the counter store failed while reserving for key %s", scope.key_id)
@@ -199,7 +219,7 @@ def limits_count_call(*, scope: KeyScope, now: datetime | None = None) -> Reserv
     """
     reservation = Reservation()
     try:
-        _requests_per_minute(reservation, scope=scope, now=now or timezone.now(), prices=(Decimal(0), Decimal(0)))
+        _hold(reservation, scope=scope, planned=_requests_per_minute(scope))
     except Exception:
         logger.exception("the counter store failed while counting a tool call for key %s", scope.key_id)
         reservation.unavailable = True
@@ -256,29 +276,153 @@ def _positive(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def _requests_per_minute(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
+# One counter to hold on, as the counter store's `hold` takes it (synapse.cache.Count): key,
+# amount, ttl (None: the row must exist), limit, give_back (a breach takes the amount back).
+Count = tuple[str, int, float | None, int | None, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """One counter a reservation holds on, and what its total means."""
+
+    kind: BreachKind
+    count: Count
+    reset: int = 0  # rpm and tpm: seconds until the window ends
+    budget: BudgetScope | None = None  # spend: the budget, seeded from the audit log if missing
+
+
+def _requests_per_minute(scope: KeyScope) -> list[_Planned]:
+    planned = []
     for kind, group, ident, limit in (
         (BreachKind.RPM, "synapse.key.rpm", f"k{scope.key_id}", scope.rpm),
         (BreachKind.TEAM_RPM, "synapse.team.rpm", f"t{scope.team_id}", scope.team_rpm),
     ):
-        if not limit:
+        if not limit or not getattr(settings, "RATELIMIT_ENABLE", True):
             continue
-        # django-ratelimit's own fixed-window counter (add, then incr) on the atomic store.
-        usage = get_usage(None, group=group, key=lambda _group, _request, ident=ident: ident, rate=f"{limit}/m", increment=True)
-        if usage is None:
-            continue  # RATELIMIT_ENABLE = False
-        # django-ratelimit reports a store failure as limit 0 (our limits are never 0: skipped
-        # above). Not by time_left, which is -1 too when the second ticks over a window's end.
-        if usage["limit"] == 0:
-            raise RuntimeError("the rate-limit counter could not be read")
-        window = Window(limit=limit, remaining=limit - usage["count"], reset=usage["time_left"])
+        # django-ratelimit's fixed window and counter key, as its `get_usage` makes them; the
+        # count is made here, with the other counters (`_hold`). Refused requests count too.
+        rate = f"{limit}/m"
+        window = _get_window(ident, MINUTE)
+        key = _make_cache_key(group, window, rate, ident, ALL)
+        count: Count = (key, 1, MINUTE + EXPIRATION_FUDGE, limit, False)
+        planned.append(_Planned(kind, count, reset=window - int(time.time())))
+    return planned
+
+
+def _tokens_and_spend(
+    reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]
+) -> list[_Planned]:
+    planned = []
+    # Tokens per minute: the prompt and the completion cap, held until settlement.
+    amount = reservation.reserved_tokens
+    for kind, ident, limit in (
+        (BreachKind.TPM, f"k{scope.key_id}", scope.tpm),
+        (BreachKind.TEAM_TPM, f"t{scope.team_id}", scope.team_tpm),
+    ):
+        if limit:
+            end = _window_end(ident, MINUTE)
+            count: Count = (f"tpm:{ident}:{end}", amount, MINUTE + 5, limit, not scope.is_monitor)
+            planned.append(_Planned(kind, count, reset=end - int(time.time())))
+    # Budgets: the worst-case cost, held on the period's spend counters.
+    input_price, output_price = prices
+    prompt = reservation.prompt.tokens if reservation.prompt else 0
+    worst = to_nano((Decimal(prompt) * input_price + Decimal(reservation.completion_cap) * output_price) / _MILLION)
+    for budget in budget_scopes(scope, now=now):
+        kind = BreachKind.BUDGET if budget.kind == "key" else BreachKind.TEAM_BUDGET
+        planned.append(_Planned(kind, (budget.counter_key, worst, None, budget.limit_nano, not scope.is_monitor), budget=budget))
+    return planned
+
+
+def _hold(reservation: Reservation, *, scope: KeyScope, planned: list[_Planned], commit: bool = False) -> None:
+    """Add to the planned counters in order, stopping at the first breach in enforce mode,
+    where a breached token or spend counter gets its amount back (this request will not run).
+
+    On the database, in one statement (`CounterCache.hold`, migration synapse/0002): every
+    request of a key updates the same rows, each locked until the request's holds commit, so a
+    round trip per counter would keep them locked for several; with `commit`, the transaction's
+    COMMIT goes in that round trip too. Elsewhere (Redis, SQLite), one atomic operation per
+    counter."""
+    counters = caches[COUNTERS]
+    hold = getattr(counters, "hold", None) if getattr(counters, "holds_in_one_statement", False) else None
+    stop = not scope.is_monitor
+    seeded: set[BudgetScope] = set()
+    while planned:
+        counts = [item.count for item in planned]
+        if hold is not None:
+            totals, committed = hold(counts, stop=stop, commit=commit)
+            reservation.committed = reservation.committed or committed
+        else:
+            totals = _hold_each(counters, counts, stop=stop)
+        for item, total in zip(planned, totals, strict=False):
+            if total is not None:
+                _apply(reservation, scope=scope, item=item, total=total)
+        if not totals or totals[-1] is not None:
+            return
+        # A spend counter that is missing (a new period, or a store that lost it): seeded from
+        # the audit log, then the counters from it on are held again.
+        missing = planned[len(totals) - 1]
+        if missing.budget is None or missing.budget in seeded:
+            raise RuntimeError(f"the counter {missing.count[0]} is missing after it was seeded")
+        seeded.add(missing.budget)
+        _spend_seed(missing.budget)
+        planned = planned[len(totals) - 1 :]
+
+
+def _hold_each(counters: Any, counts: list[Count], *, stop: bool) -> list[int | None]:
+    """`_hold` on a store without a one-statement hold: an atomic operation per counter."""
+    totals: list[int | None] = []
+    for key, amount, ttl, limit, give_back in counts:
+        try:
+            total: int | None = int(counters.incr(key, amount))
+        except ValueError:
+            if ttl is None:
+                total = None
+            elif counters.add(key, amount, ttl):
+                total = amount
+            else:
+                total = int(counters.incr(key, amount))  # another process created it first
+        totals.append(total)
+        if total is None:
+            break
+        if limit is not None and total > limit:
+            if give_back:
+                counters.incr(key, -amount)
+            if stop:
+                break
+    return totals
+
+
+def _apply(reservation: Reservation, *, scope: KeyScope, item: _Planned, total: int) -> None:
+    """What one counter's total (before any give-back) means for the reservation."""
+    key, amount, _, limit, give_back = item.count
+    assert limit is not None
+    over = total > limit
+    if item.budget is not None:
+        if not (over and give_back):
+            reservation.spend_holds.append(Hold(key=key, amount=amount, budget=item.budget))
+        if over:
+            # No figures: the caller learns that the budget is spent and when it renews, nothing more.
+            reservation.breaches.append(Breach(item.kind, renews_at=item.budget.end))
+        return
+    if item.kind in (BreachKind.RPM, BreachKind.TEAM_RPM):
+        window = Window(limit=limit, remaining=limit - total, reset=item.reset)
         if reservation.requests is None or window.remaining < reservation.requests.remaining:
             reservation.requests = window
-        if usage["should_limit"]:
-            reservation.breaches.append(Breach(kind, limit=limit, retry_after=window.reset))
+        if over:
+            reservation.breaches.append(Breach(item.kind, limit=limit, retry_after=window.reset))
+        return
+    if over and give_back:
+        total -= amount  # given back: this request will not run
+    else:
+        reservation.token_holds.append(Hold(key=key, amount=amount))
+    window = Window(limit=limit, remaining=limit - total, reset=item.reset)
+    if reservation.tokens is None or window.remaining < reservation.tokens.remaining:
+        reservation.tokens = window
+    if over:
+        reservation.breaches.append(Breach(item.kind, limit=limit, needed=amount, retry_after=item.reset))
 
 
-def _in_flight(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
+def _in_flight(reservation: Reservation, *, scope: KeyScope) -> None:
     limit = scope.max_concurrent
     if not limit:
         return
@@ -296,38 +440,6 @@ def _window_end(ident: str, period: int) -> int:
     return end + period if end < now else end
 
 
-def _tokens_per_minute(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
-    amount = reservation.reserved_tokens
-    counters = caches[COUNTERS]
-    for kind, ident, limit in (
-        (BreachKind.TPM, f"k{scope.key_id}", scope.tpm),
-        (BreachKind.TEAM_TPM, f"t{scope.team_id}", scope.team_tpm),
-    ):
-        if not limit:
-            continue
-        end = _window_end(ident, MINUTE)
-        key = f"tpm:{ident}:{end}"
-        try:
-            total = counters.incr(key, amount)  # one statement once the window's counter exists
-        except ValueError:
-            counters.add(key, 0, MINUTE + 5)  # a racing process may add it first: then a no-op
-            total = counters.incr(key, amount)
-        reset = end - int(time.time())
-        over = total > limit
-        if over and not scope.is_monitor:
-            counters.incr(key, -amount)  # give the hold back: this request will not run
-            total -= amount
-        else:
-            reservation.token_holds.append(Hold(key=key, amount=amount))
-        window = Window(limit=limit, remaining=limit - total, reset=reset)
-        if reservation.tokens is None or window.remaining < reservation.tokens.remaining:
-            reservation.tokens = window
-        if over:
-            reservation.breaches.append(Breach(kind, limit=limit, needed=amount, retry_after=reset))
-            if not scope.is_monitor:
-                return
-
-
 def budget_scopes(scope: KeyScope, *, now: datetime) -> list[BudgetScope]:
     """The budgets that apply to a key's requests right now (key's first, then team's)."""
     start, end = period_bounds(period=scope.budget_period, zone=scope.zone(), at=now)
@@ -339,36 +451,11 @@ def budget_scopes(scope: KeyScope, *, now: datetime) -> list[BudgetScope]:
     return found
 
 
-def _budgets(reservation: Reservation, *, scope: KeyScope, now: datetime, prices: tuple[Decimal, Decimal]) -> None:
-    input_price, output_price = prices
-    prompt = reservation.prompt.tokens if reservation.prompt else 0
-    worst = (Decimal(prompt) * input_price + Decimal(reservation.completion_cap) * output_price) / _MILLION
-    amount = to_nano(worst)
-    for budget in budget_scopes(scope, now=now):
-        total = _spend_add(budget, amount, now=now)
-        over = total > budget.limit_nano
-        if over and not scope.is_monitor:
-            caches[COUNTERS].incr(budget.counter_key, -amount)
-        else:
-            reservation.spend_holds.append(Hold(key=budget.counter_key, amount=amount, budget=budget))
-        if over:
-            # No figures: the caller learns that the budget is spent and when it renews, nothing more.
-            kind = BreachKind.BUDGET if budget.kind == "key" else BreachKind.TEAM_BUDGET
-            reservation.breaches.append(Breach(kind, renews_at=budget.end))
-            if not scope.is_monitor:
-                return
-
-
-def _spend_add(budget: BudgetScope, amount: int, *, now: datetime) -> int:
-    """Add to a period's spend counter, seeding it from the audit log if it is missing."""
-    counters = caches[COUNTERS]
-    try:
-        return counters.incr(budget.counter_key, amount)
-    except ValueError:
-        spent = spent_in_period(kind=budget.kind, object_id=budget.object_id, start=budget.start, end=budget.end)
-        ttl = (budget.end - now).total_seconds() + 2 * 86400
-        counters.add(budget.counter_key, to_nano(spent), ttl)  # another process may have seeded it first
-        return counters.incr(budget.counter_key, amount)
+def _spend_seed(budget: BudgetScope) -> None:
+    """Create a period's missing spend counter from the audit log (another process may first)."""
+    spent = spent_in_period(kind=budget.kind, object_id=budget.object_id, start=budget.start, end=budget.end)
+    ttl = (budget.end - timezone.now()).total_seconds() + 2 * 86400
+    caches[COUNTERS].add(budget.counter_key, to_nano(spent), ttl)
 
 
 # ── settle ──────────────────────────────────────────────────────────────────────────────
@@ -414,12 +501,16 @@ def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
     the lock order above. Returns each request's budget levels, in order."""
     deltas: dict[tuple[int, str], int] = {}
     spent: list[list[tuple[Hold, int]]] = []
+    counters = caches[COUNTERS]
+    # On the database a failure rolls the corrections back, so a settlement is marked done only
+    # once they are made (a retry makes them again); Redis keeps what it applied before a failure.
+    transactional = counters_transactional()
     for settlement in settlements:
         reservation = settlement.reservation
         spent.append([])
         if reservation.settled:
             continue
-        reservation.settled = True
+        reservation.settled = not transactional
         usage_known = settlement.prompt_tokens is not None or settlement.completion_tokens is not None
         for hold in reservation.token_holds:
             if usage_known:
@@ -436,7 +527,6 @@ def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
             # Always touched (even by 0): the budget alerts need the total after this request.
             deltas[(_SPEND, hold.key)] = deltas.get((_SPEND, hold.key), 0) + amount - hold.amount
             spent[-1].append((hold, amount))
-    counters = caches[COUNTERS]
     totals = {key: _adjust(counters, key, delta) for (_, key), delta in sorted(deltas.items())}
     # In-flight slots last, by key: a slot is only ever deleted by the request that took it.
     for slot in sorted((s.reservation.slot for s in settlements if s.reservation.slot is not None), key=lambda x: x.key):
@@ -446,6 +536,7 @@ def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
             # The store is down: the slot frees itself when its lease runs out (teams/concurrency.py).
             logger.exception("could not give back an in-flight slot of %s", slot.key)
     for settlement in settlements:
+        settlement.reservation.settled = True
         settlement.reservation.slot = None
     return [
         [
