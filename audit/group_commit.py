@@ -37,12 +37,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connections, router, transaction
+from psycopg.types.json import Jsonb
 
 from .chain import content_digest
 from .models import AuditEvent
-from .services import audit_event_append, normalise_values
+from .services import audit_event_append, json_columns, normalise_values
 
 logger = logging.getLogger("synapse.audit")
 
@@ -190,13 +192,29 @@ class GroupCommitter:
         return results
 
     def _insert(self, rows: list[dict[str, Any]]) -> list[int]:
+        """One multi-row INSERT; the trigger chains the rows in this order, seq comes back.
+
+        Written in SQL rather than through `bulk_create`: its compiler, and the client-side
+        quoting of Django's cursor, took a tenth of a loaded worker's CPU. The values go to the
+        server as parameters (psycopg's server-side binding); `normalise_values` has already
+        made each one what its column stores, as for the ORM's inserts."""
         alias = self.alias
+        connection = connections[alias]
+        json = json_columns()
+        columns = list(rows[0])
+        params: list[Any] = []
+        for row in rows:
+            params.extend(Jsonb(row[name]) if name in json and row[name] is not None else row[name] for name in columns)
+            params.append(content_digest(row))
+        quote = connection.ops.quote_name
+        names = ", ".join(quote(name) for name in [*columns, "row_hash"])
+        values = ", ".join(["(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"] * len(rows))
+        sql = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({names}) VALUES {values} RETURNING seq"
         with transaction.atomic(using=alias):
-            # The trigger chains the rows in this order; seq comes back with the INSERT.
-            events = AuditEvent.objects.using(alias).bulk_create(
-                [AuditEvent(**row, row_hash=content_digest(row)) for row in rows]
-            )
-        return [event.seq for event in events]
+            connection.ensure_connection()
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(sql, params, prepare=False)  # one statement per batch size: not worth keeping
+                return [seq for (seq,) in cursor.fetchall()]
 
     def _insert_alone(self, item: _Item, row: dict[str, Any], result: Any) -> None:
         try:

@@ -10,12 +10,14 @@ datetimes naive, and JSON comes back as text on every backend.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.expressions import Col
@@ -51,10 +53,23 @@ class Select:
         return rows[0] if rows else None
 
     def all(self, params: Sequence[Any]) -> list[dict[str, Any]]:
-        with connection.cursor() as cursor:
-            cursor.execute(self.sql, params)
-            rows = cursor.fetchall()
-            db = cursor.db
+        db = connections[DEFAULT_DB_ALIAS]
+        if db.vendor == "postgresql":
+            # Server-side binding, so psycopg prepares the statement after a few runs on a
+            # connection (settings: prepare_threshold): planning these joins took longer than
+            # running them (~0.3 ms against ~0.1). Django's cursors bind client-side, which
+            # never prepares.
+            db.ensure_connection()
+            started = time.monotonic()
+            with psycopg.Cursor(db.connection) as raw:
+                raw.execute(self.sql, params)
+                rows = raw.fetchall()
+            if db.queries_logged:  # as Django's debug cursor logs (tests count queries by it)
+                db.queries_log.append({"sql": self.sql, "params": tuple(params), "time": f"{time.monotonic() - started:.3f}"})
+        else:
+            with db.cursor() as cursor:
+                cursor.execute(self.sql, params)
+                rows = cursor.fetchall()
         converters = self._converters_for(db)
         result = []
         for row in rows:

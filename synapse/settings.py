@@ -89,6 +89,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Fail fast: a database that does not answer is a 503 within ~2 s, not a queue of waiting
     # requests (the audit is fail-closed anyway, so waiting longer serves nobody).
     _options.setdefault("connect_timeout", env.int("SYNAPSE_DB_CONNECT_TIMEOUT", default=2))
+    # Prepared statements for the per-request reads (routing/rows.py): planning their joins
+    # took longer than running them. Off (SYNAPSE_DB_PREPARED_STATEMENTS=false) behind a
+    # PgBouncer in transaction mode older than 1.21, which cannot keep them.
+    _options.setdefault("prepare_threshold", 5 if env.bool("SYNAPSE_DB_PREPARED_STATEMENTS", default=True) else None)
     _options["pool"] = {
         "min_size": env.int("SYNAPSE_DB_POOL_MIN", default=2),
         "max_size": env.int("SYNAPSE_DB_POOL_MAX", default=20),
