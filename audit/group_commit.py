@@ -9,13 +9,12 @@ advisory-lock hold), commits, and only then releases each waiter. So an answer i
 for a row a crash could lose: a crash before the commit loses rows no client was told about,
 and those requests get no answer either.
 
-The companion transaction commits without waiting for its WAL flush (`commit_unflushed`): the
-rows' commit right after it flushes the log up to and including it, so once a waiter is
-released both are durable, and a crash between the two loses only a settlement whose request
-was never answered (its holds stay counted: the limits err towards refusing). Kept out of the
-rows' transaction because the rows' commit waits for the flush, and every counter row a
-settlement updates would stay locked through that wait, holding up each request reserving on
-the same key meanwhile.
+The companion transaction is kept out of the rows' because the rows' commit waits for the WAL
+flush, and every counter row a settlement updates would stay locked through that wait, holding
+up each request reserving on the same key meanwhile. Its own commit waits for nothing: the
+counter table is UNLOGGED (a circuit-breaker update, rare, is logged and flushed). A crash
+between the two commits loses only a settlement whose request was never answered (its holds
+stay counted: the limits err towards refusing).
 
 Batches form by themselves: while one commits, the next requests queue. Nothing waits on a
 timer, so a lone request pays one thread hand-off, not a delay.
@@ -166,7 +165,6 @@ class GroupCommitter:
         alias = self.alias
         try:
             with transaction.atomic(using=alias):
-                commit_unflushed(alias)
                 return _companions(items)
         except Exception as exc:
             if _unreachable(exc):
@@ -182,7 +180,6 @@ class GroupCommitter:
                 continue
             try:
                 with transaction.atomic(using=alias):
-                    commit_unflushed(alias)
                     results[-1] = item.companion([item.payload])[0]
             except Exception as exc:
                 if _unreachable(exc):
@@ -244,17 +241,6 @@ def _companions(items: list[_Item]) -> list[Any]:
         for index, result in zip(indexes, companion([items[i].payload for i in indexes]), strict=True):
             results[index] = result
     return results
-
-
-def commit_unflushed(alias: str) -> None:
-    """Let the current transaction commit without waiting for its WAL flush (PostgreSQL's
-    `synchronous_commit = off`, for this transaction only). For writes whose loss in a database
-    crash costs nothing that was promised: limit holds and settlements. Other sessions see the
-    commit at once; a later synchronous commit (an audit row's) flushes it too."""
-    connection = connections[alias]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def audit_append_with(

@@ -65,7 +65,7 @@ class Select:
                 raw.execute(self.sql, params)
                 rows = raw.fetchall()
             if db.queries_logged:  # as Django's debug cursor logs (tests count queries by it)
-                db.queries_log.append({"sql": self.sql, "params": tuple(params), "time": f"{time.monotonic() - started:.3f}"})
+                db.queries_log.append({"sql": self.sql, "time": f"{time.monotonic() - started:.3f}"})
         else:
             with db.cursor() as cursor:
                 cursor.execute(self.sql, params)

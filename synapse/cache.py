@@ -135,6 +135,15 @@ class CounterCache(BaseCache):
         )
         return list(rows[0][0]), commit
 
+    def adjust(self, deltas: Sequence[tuple[str, int]]) -> list[int | None]:
+        """Add each delta to its live counter, in the order given, in one statement (migration
+        synapse/0002); each counter's total, None where its window has ended."""
+        rows = self._execute(
+            "SELECT synapse_counter_adjust(%s::text[], %s::bigint[], %s::float8)",
+            [[self.make_and_validate_key(key) for key, _ in deltas], [_integer(delta) for _, delta in deltas], time.time()],
+        )
+        return list(rows[0][0])
+
     def _maybe_prune(self, now: float) -> None:
         # Per process, not per instance: Django makes a cache instance per thread and per
         # request context, which would prune on nearly every request.

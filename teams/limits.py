@@ -527,7 +527,12 @@ def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
             # Always touched (even by 0): the budget alerts need the total after this request.
             deltas[(_SPEND, hold.key)] = deltas.get((_SPEND, hold.key), 0) + amount - hold.amount
             spent[-1].append((hold, amount))
-    totals = {key: _adjust(counters, key, delta) for (_, key), delta in sorted(deltas.items())}
+    ordered = [(key, delta) for (_, key), delta in sorted(deltas.items())]
+    adjust = getattr(counters, "adjust", None) if getattr(counters, "holds_in_one_statement", False) else None
+    if ordered and adjust is not None:
+        totals = dict(zip((key for key, _ in ordered), adjust(ordered), strict=True))  # one statement
+    else:
+        totals = {key: _adjust(counters, key, delta) for key, delta in ordered}
     # In-flight slots last, by key: a slot is only ever deleted by the request that took it.
     for slot in sorted((s.reservation.slot for s in settlements if s.reservation.slot is not None), key=lambda x: x.key):
         try:

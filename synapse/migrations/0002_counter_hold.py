@@ -1,4 +1,5 @@
-"""`synapse_counter_hold`: every counter one request holds on, in one statement (PostgreSQL).
+"""`synapse_counter_hold` and `synapse_counter_adjust`: every counter one request holds on, and
+every correction a batch of settlements makes, each in one statement (PostgreSQL).
 
 A reservation touches several counters of its key (rpm, tpm, spend) and every request of the
 key touches the same rows, so each row stays locked from its update to the commit of the
@@ -12,6 +13,9 @@ an expired one, or, when `ttls[i]` is NULL, only if it exists (a spend counter, 
 seeds from the audit log: the result then ends with NULL at that counter). A total over
 `limits[i]` gives the amount back when `give_back[i]`, and with `stop` ends the call there.
 Returns the totals before any give-back, one per counter reached.
+
+`synapse_counter_adjust` adds `deltas[i]` to each live counter `keys[i]`, in the order given (the
+caller's lock order), and returns the totals, NULL for a counter whose window has ended.
 """
 
 from __future__ import annotations
@@ -58,15 +62,34 @@ BEGIN
 END
 $$;
 """
+CREATE_ADJUST = """
+CREATE OR REPLACE FUNCTION synapse_counter_adjust(keys text[], deltas bigint[], now double precision)
+RETURNS bigint[] LANGUAGE plpgsql AS $$
+DECLARE
+    totals bigint[] := '{}';
+    total bigint;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
+        UPDATE synapse_counter SET value = value + deltas[i]
+         WHERE key = keys[i] AND (expires IS NULL OR expires > now)
+        RETURNING value INTO total;
+        totals := totals || total;
+    END LOOP;
+    RETURN totals;
+END
+$$;
+"""
 DROP = (
     "DROP FUNCTION IF EXISTS synapse_counter_hold("
-    "text[], bigint[], double precision[], bigint[], boolean[], double precision, boolean)"
+    "text[], bigint[], double precision[], bigint[], boolean[], double precision, boolean); "
+    "DROP FUNCTION IF EXISTS synapse_counter_adjust(text[], bigint[], double precision)"
 )
 
 
 def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(CREATE)
+        schema_editor.execute(CREATE_ADJUST)
 
 
 def backwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:

@@ -55,3 +55,10 @@ def test_it_commits_the_callers_transaction_only_when_that_is_the_outermost(coun
         assert committed is False
         transaction.set_rollback(True)
     assert counters.get("rpm") == 1 and not connection.in_atomic_block
+
+
+def test_adjust_corrects_live_counters_in_order_and_skips_ended_ones(counters: CounterCache) -> None:
+    counters.set("tpm", 100, timeout=60)
+    counters.set("old", 5, timeout=-1)  # its window has ended
+    assert counters.adjust([("old", -3), ("tpm", -40)]) == [None, 60]
+    assert counters.get("tpm") == 60
