@@ -19,10 +19,11 @@ stay counted: the limits err towards refusing).
 Batches form by themselves: while one commits, the next requests queue. Nothing waits on a
 timer, so a lone request pays one thread hand-off, not a delay.
 
-If a batch fails on its data (one request's row or companion write), each of its requests is
-written again on its own, so one bad row costs only its own request. If it fails because the
-database is unreachable, every waiter gets the error at once: the pipeline answers 503 rather
-than try each row into a dead database.
+If a batch fails on its data, what failed is done again one request at a time: a companion
+write (which then spares its row: the row is written, its result is None), or the rows, so one
+bad row costs only its own request. If it fails because the database is unreachable, every
+waiter gets the error at once: the pipeline answers 503 rather than try each row into a dead
+database.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class GroupCommitter:
                 item.future.set_exception(exc)
         if not rows:
             return
+        results: list[Any] = [None] * len(rows)
         try:
             results = self._companions([item for item, _ in rows])
             seqs = self._insert([row for _, row in rows])
