@@ -8,14 +8,17 @@ row is locked, and every other request of the key queues behind it (measured: mo
 a loaded gateway waited on the key's rpm row). One call keeps the rows' lock time to the
 function's run and the commit that follows. teams/limits.py says what each counter means.
 
-Each counter i: add `amounts[i]`, creating the row (lifetime `ttls[i]` seconds) or restarting
-an expired one, or, when `ttls[i]` is NULL, only if it exists (a spend counter, which the caller
-seeds from the audit log: the result then ends with NULL at that counter). A total over
-`limits[i]` gives the amount back when `give_back[i]`, and with `stop` ends the call there.
-Returns the totals before any give-back, one per counter reached.
+`counts` is a JSON array (one parameter: quoting a handful of arrays client-side cost more CPU
+than the statement) of [key, amount, ttl, limit, give_back]. Each counter: add `amount`,
+creating the row (lifetime `ttl` seconds) or restarting an expired one, or, when `ttl` is null,
+only if it exists (a spend counter, which the caller seeds from the audit log: the result then
+ends with NULL at that counter). A total over `limit` gives the amount back when `give_back`,
+and with `stop` ends the call there. Returns the totals before any give-back, one per counter
+reached.
 
-`synapse_counter_adjust` adds `deltas[i]` to each live counter `keys[i]`, in the order given (the
-caller's lock order), and returns the totals, NULL for a counter whose window has ended.
+`synapse_counter_adjust` takes [key, delta] pairs and adds each delta to its live counter, in
+the order given (the caller's lock order); it returns the totals, NULL for a counter whose
+window has ended.
 """
 
 from __future__ import annotations
@@ -25,33 +28,40 @@ from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.migrations.state import StateApps
 
 CREATE = """
-CREATE OR REPLACE FUNCTION synapse_counter_hold(
-    keys text[], amounts bigint[], ttls double precision[], limits bigint[], give_back boolean[],
-    now double precision, stop boolean
-) RETURNS bigint[] LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION synapse_counter_hold(counts jsonb, now double precision, stop boolean)
+RETURNS bigint[] LANGUAGE plpgsql AS $$
 DECLARE
     totals bigint[] := '{}';
     total bigint;
+    item jsonb;
+    counter text;
+    amount bigint;
+    ttl double precision;
+    ceiling bigint;
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
-        IF ttls[i] IS NULL THEN
-            UPDATE synapse_counter SET value = value + amounts[i]
-             WHERE key = keys[i] AND (expires IS NULL OR expires > now)
+    FOR item IN SELECT value FROM jsonb_array_elements(counts) LOOP
+        counter := item->>0;
+        amount := (item->>1)::bigint;
+        ttl := (item->>2)::double precision;
+        ceiling := (item->>3)::bigint;
+        IF ttl IS NULL THEN
+            UPDATE synapse_counter SET value = value + amount
+             WHERE key = counter AND (expires IS NULL OR expires > now)
             RETURNING value INTO total;
             IF NOT FOUND THEN
                 RETURN totals || NULL::bigint;
             END IF;
         ELSE
-            INSERT INTO synapse_counter AS c (key, value, expires) VALUES (keys[i], amounts[i], now + ttls[i])
+            INSERT INTO synapse_counter AS c (key, value, expires) VALUES (counter, amount, now + ttl)
             ON CONFLICT (key) DO UPDATE SET
                 value = CASE WHEN c.expires IS NOT NULL AND c.expires <= now THEN excluded.value ELSE c.value + excluded.value END,
                 expires = CASE WHEN c.expires IS NOT NULL AND c.expires <= now THEN excluded.expires ELSE c.expires END
             RETURNING value INTO total;
         END IF;
         totals := totals || total;
-        IF limits[i] IS NOT NULL AND total > limits[i] THEN
-            IF give_back[i] THEN
-                UPDATE synapse_counter SET value = value - amounts[i] WHERE key = keys[i];
+        IF ceiling IS NOT NULL AND total > ceiling THEN
+            IF (item->>4)::boolean THEN
+                UPDATE synapse_counter SET value = value - amount WHERE key = counter;
             END IF;
             IF stop THEN
                 RETURN totals;
@@ -63,15 +73,16 @@ END
 $$;
 """
 CREATE_ADJUST = """
-CREATE OR REPLACE FUNCTION synapse_counter_adjust(keys text[], deltas bigint[], now double precision)
+CREATE OR REPLACE FUNCTION synapse_counter_adjust(deltas jsonb, now double precision)
 RETURNS bigint[] LANGUAGE plpgsql AS $$
 DECLARE
     totals bigint[] := '{}';
     total bigint;
+    item jsonb;
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
-        UPDATE synapse_counter SET value = value + deltas[i]
-         WHERE key = keys[i] AND (expires IS NULL OR expires > now)
+    FOR item IN SELECT value FROM jsonb_array_elements(deltas) LOOP
+        UPDATE synapse_counter SET value = value + (item->>1)::bigint
+         WHERE key = item->>0 AND (expires IS NULL OR expires > now)
         RETURNING value INTO total;
         totals := totals || total;
     END LOOP;
@@ -80,9 +91,8 @@ END
 $$;
 """
 DROP = (
-    "DROP FUNCTION IF EXISTS synapse_counter_hold("
-    "text[], bigint[], double precision[], bigint[], boolean[], double precision, boolean); "
-    "DROP FUNCTION IF EXISTS synapse_counter_adjust(text[], bigint[], double precision)"
+    "DROP FUNCTION IF EXISTS synapse_counter_hold(jsonb, double precision, boolean); "
+    "DROP FUNCTION IF EXISTS synapse_counter_adjust(jsonb, double precision)"
 )
 
 
