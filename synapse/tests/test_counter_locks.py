@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import pytest
 from django.core.cache import caches
@@ -16,6 +19,40 @@ from synapse.cache import CounterCache
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+T = TypeVar("T")
+
+
+@contextmanager
+def another_transaction(work: Callable[[], T]) -> Iterator[T]:
+    """Run `work` in a transaction on another thread and keep that transaction open (as a
+    request's holds transaction stays open) until the block ends; yields what `work` returned."""
+    done, release = threading.Event(), threading.Event()
+    results: list[T] = []
+
+    def run() -> None:
+        with transaction.atomic():
+            results.append(work())
+            done.set()
+            release.wait(timeout=30)
+        connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert done.wait(timeout=30)
+        yield results[0]
+    finally:
+        release.set()
+        thread.join(timeout=30)
+
+
+def waits_fail() -> Any:
+    """A cursor in this thread's transaction, where a lock wait now fails the test instead of
+    hanging it."""
+    cursor = connection.cursor()
+    cursor.execute("SET LOCAL lock_timeout = '2s'")
+    return cursor
+
 
 def test_the_prune_skips_an_expired_row_another_transaction_holds() -> None:
     if connection.vendor != "postgresql":
@@ -24,26 +61,10 @@ def test_the_prune_skips_an_expired_row_another_transaction_holds() -> None:
     assert isinstance(counters, CounterCache)
     counters.set("held", 1, timeout=-1)  # expired already
     counters.set("free", 1, timeout=-1)
-    held, release = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with transaction.atomic():
-            counters.add("held", 5, timeout=60)  # re-takes the expired row: locked until commit
-            held.set()
-            release.wait(timeout=30)
-        connections.close_all()
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert held.wait(timeout=30)
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '2s'")  # a wait would fail the test, not hang it
-            counters._prune(time.time())
-        assert counters.get("free") is None  # pruned
-    finally:
-        release.set()
-        thread.join(timeout=30)
+    # The other transaction re-takes the expired row: locked until it commits.
+    with another_transaction(lambda: counters.add("held", 5, timeout=60)), transaction.atomic(), waits_fail():
+        counters._prune(time.time())
+    assert counters.get("free") is None  # pruned
     assert counters.get("held") == 5  # the other transaction's row is untouched
 
 
@@ -54,30 +75,14 @@ def test_a_lost_add_keeps_no_lock_on_the_row() -> None:
     assert isinstance(counters, CounterCache)
     counters.set("slot-a", 1, timeout=60)  # both slots held by requests that committed
     counters.set("slot-b", 1, timeout=60)
-    tried, release = threading.Event(), threading.Event()
-    results: list[bool] = []
-
-    def other_request() -> None:
-        with transaction.atomic():
-            results.append(counters.add("slot-b", 7, timeout=60))  # lost: slot-b is held
-            tried.set()
-            release.wait(timeout=30)  # its transaction stays open, as a request's holds do
-        connections.close_all()
-
-    thread = threading.Thread(target=other_request)
-    thread.start()
-    try:
-        assert tried.wait(timeout=30)
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SET LOCAL lock_timeout = '2s'")  # a wait would fail the test, not hang it
+    with another_transaction(lambda: counters.add("slot-b", 7, timeout=60)) as lost, transaction.atomic():
+        assert lost is False  # slot-b is held
+        with waits_fail() as cursor:
             assert counters.add("slot-a", 9, timeout=60) is False
             # The row the other transaction failed to take is not locked by it.
             cursor.execute("SELECT value FROM synapse_counter WHERE key = %s FOR UPDATE NOWAIT", [counters.make_key("slot-b")])
             assert cursor.fetchone() == (1,)
-    finally:
-        release.set()
-        thread.join(timeout=30)
-    assert results == [False] and counters.get("slot-b") == 1
+    assert counters.get("slot-b") == 1
 
 
 def test_add_takes_an_expired_row_and_an_absent_one_once() -> None:
