@@ -211,7 +211,9 @@ class GroupCommitter:
         sql = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({names}) VALUES {values} RETURNING seq"
         with transaction.atomic(using=alias):
             connection.ensure_connection()
-            with psycopg.Cursor(connection.connection) as cursor:
+            # Django's error classes, as its own cursors raise them (an unreachable database is
+            # told apart from a bad row by them).
+            with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
                 cursor.execute(sql, params, prepare=False)  # one statement per batch size: not worth keeping
                 return [seq for (seq,) in cursor.fetchall()]
 

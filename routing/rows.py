@@ -61,7 +61,8 @@ class Select:
             # never prepares.
             db.ensure_connection()
             started = time.monotonic()
-            with psycopg.Cursor(db.connection) as raw:
+            # Django's error classes, as its own cursors raise them (callers catch DatabaseError).
+            with db.wrap_database_errors, psycopg.Cursor(db.connection) as raw:
                 raw.execute(self.sql, params)
                 rows = raw.fetchall()
             if db.queries_logged:  # as Django's debug cursor logs (tests count queries by it)

@@ -122,6 +122,20 @@ def test_one_bad_row_fails_alone_and_a_failed_companion_spares_the_rows(committe
     assert audit_chain_verify().ok
 
 
+def test_a_row_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_written(committer: GroupCommitter) -> None:
+    gate = threading.Event()
+    first = committer.submit(values=_row(0), companion=lambda payloads: [gate.wait(timeout=10)] * len(payloads))
+    wait_until(lambda: not committer._queue, timeout=10)  # the writer took it: the rest queue as one batch
+    queued = [committer.submit(values=_row(n, status=70_000 if n == 2 else 200)) for n in range(1, 4)]
+    gate.set()
+    first.result(timeout=30)
+    assert queued[0].result(timeout=30).seq > 0 and queued[2].result(timeout=30).seq > 0
+    with pytest.raises(DatabaseError):  # smallint out of range: the driver's error, as Django's
+        queued[1].result(timeout=30)
+    assert sorted(AuditEvent.objects.values_list("request_id", flat=True)) == ["req_0", "req_1", "req_3"]
+    assert audit_chain_verify().ok
+
+
 def test_an_unreachable_database_fails_every_waiter_of_the_batch_at_once(committer: GroupCommitter) -> None:
     attempts: list[int] = []
 

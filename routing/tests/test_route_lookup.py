@@ -6,9 +6,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 
 from routing.models import Backend, BackendHealth, Model
+from routing.rows import Select
 from routing.selectors import route_for_key
 from routing.services import routing_import
 from teams.services import IssuedKey
@@ -56,3 +58,12 @@ def test_a_route_reads_every_column_as_the_orm_would(cloud_key: IssuedKey) -> No
 def test_a_model_off_the_keys_allowlist_has_no_route(cloud_key: IssuedKey) -> None:
     assert route_for_key(key_id=cloud_key.api_key.pk, model="mock-small") is None
     assert route_for_key(key_id=cloud_key.api_key.pk, model="no-such-model") is None
+
+
+@pytest.mark.sqlite
+def test_a_failed_read_raises_djangos_database_error() -> None:
+    # The pipeline answers a database failure before the upstream call with its 503 by
+    # catching Django's DatabaseError: a raw read must raise that class, not the driver's.
+    broken = Select(tables={"m": Model}, columns={"name": "m.name"}, rest="FROM no_such_table m")
+    with pytest.raises(DatabaseError):
+        broken.all([])
