@@ -21,22 +21,18 @@ import json
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.db import connections
+
+if TYPE_CHECKING:
+    from teams.limits import Count  # key, amount, ttl, limit, give_back
 
 # Expired rows are deleted at most this often per process, from within `add` and `hold`.
 PRUNE_EVERY_SECONDS = 60.0
 _pruned_at = 0.0
 _prune_lock = threading.Lock()
-
-
-# One counter a request holds on (`CounterCache.hold`): key, amount, ttl (seconds a new or
-# restarted row lives; None: the row must exist), limit (a total over it is a breach; None: no
-# limit), give_back (a breach takes the amount back off). A plain tuple, so the layers that
-# hold (teams.limits) need not import the store.
-Count = tuple[str, int, float | None, int | None, bool]
 
 
 def _integer(value: Any) -> int:

@@ -276,8 +276,9 @@ def _positive(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-# One counter to hold on, as the counter store's `hold` takes it (synapse.cache.Count): key,
-# amount, ttl (None: the row must exist), limit, give_back (a breach takes the amount back).
+# One counter to hold on, as the counter store's `hold` takes it: key, amount, ttl (seconds a
+# new or restarted row lives; None: the row must exist), limit (a total over it is a breach),
+# give_back (a breach takes the amount back off). A plain tuple: the store needs no class of ours.
 Count = tuple[str, int, float | None, int | None, bool]
 
 
@@ -355,7 +356,7 @@ def _hold(reservation: Reservation, *, scope: KeyScope, planned: list[_Planned],
             totals = _hold_each(counters, counts, stop=stop)
         for item, total in zip(planned, totals, strict=False):
             if total is not None:
-                _apply(reservation, scope=scope, item=item, total=total)
+                _apply(reservation, item=item, total=total)
         if not totals or totals[-1] is not None:
             return
         # A spend counter that is missing (a new period, or a store that lost it): seeded from
@@ -392,7 +393,7 @@ def _hold_each(counters: Any, counts: list[Count], *, stop: bool) -> list[int | 
     return totals
 
 
-def _apply(reservation: Reservation, *, scope: KeyScope, item: _Planned, total: int) -> None:
+def _apply(reservation: Reservation, *, item: _Planned, total: int) -> None:
     """What one counter's total (before any give-back) means for the reservation."""
     key, amount, _, limit, give_back = item.count
     assert limit is not None
