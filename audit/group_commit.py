@@ -4,8 +4,9 @@ go to the chain in one transaction — one chain-lock hold, one commit, one WAL 
 A request hands its row (and a companion write that goes with it, e.g. its limit settlement)
 to the process's writer thread and waits. The writer takes everything queued, computes each
 row's columns and digest, runs the batch's companion writes in a transaction of their own,
-then inserts the rows with one multi-row INSERT (the trigger chains them in order under one
-advisory-lock hold), commits, and only then releases each waiter. So an answer is never sent
+then inserts the rows with one multi-row INSERT, autocommitted (the trigger chains them in
+order under one advisory-lock hold; the statement is its own transaction), and only once it
+has committed releases each waiter. So an answer is never sent
 for a row a crash could lose: a crash before the commit loses rows no client was told about,
 and those requests get no answer either.
 
@@ -209,13 +210,15 @@ class GroupCommitter:
         names = ", ".join(quote(name) for name in [*columns, "row_hash"])
         values = ", ".join(["(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"] * len(rows))
         sql = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({names}) VALUES {values} RETURNING seq"
-        with transaction.atomic(using=alias):
-            connection.ensure_connection()
-            # Django's error classes, as its own cursors raise them (an unreachable database is
-            # told apart from a bad row by them).
-            with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-                cursor.execute(sql, params, prepare=False)  # one statement per batch size: not worth keeping
-                return [seq for (seq,) in cursor.fetchall()]
+        # One statement, autocommitted: it is a transaction of its own, committed (and flushed)
+        # before its result comes back, with no BEGIN and COMMIT round trips around it.
+        assert connection.get_autocommit(), "the batch commits itself: no caller's transaction may be open"
+        connection.ensure_connection()
+        # Django's error classes, as its own cursors raise them (an unreachable database is
+        # told apart from a bad row by them).
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=False)  # one statement per batch size: not worth keeping
+            return [seq for (seq,) in cursor.fetchall()]
 
     def _insert_alone(self, item: _Item, row: dict[str, Any], result: Any) -> None:
         try:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 from django.db import models
@@ -69,6 +71,11 @@ _JOINS = """
       JOIN routing_backend b ON b.id = m.backend_id
       LEFT JOIN routing_backendhealth h ON h.backend_id = b.id
 """
+# For a read that joins a model's route onto other tables (the key check: teams.selectors):
+# its columns and tables (aliases m, b, h), and the joins from `m` on; `route_from_row` reads it.
+ROUTE_COLUMNS: Mapping[str, str | Expr] = MappingProxyType(_ROUTE_COLUMNS)
+ROUTE_TABLES: Mapping[str, type[models.Model]] = MappingProxyType(_TABLES)
+ROUTE_JOINS = _JOINS
 _ROUTE = Select(
     tables=_TABLES,
     columns=_ROUTE_COLUMNS,
@@ -95,7 +102,7 @@ _FALLBACKS = Select(
 _ROUTE_FIELDS = frozenset(field.name for field in fields(Route))
 
 
-def _route(row: dict[str, Any], fallbacks: tuple[Route, ...] = ()) -> Route:
+def _route(row: Mapping[str, Any], fallbacks: tuple[Route, ...] = ()) -> Route:
     """The one place a Route is built from the database."""
     backend = {name.removeprefix("backend."): value for name, value in row.items() if name.startswith("backend.")}
     return Route(
@@ -112,8 +119,14 @@ def route_for_key(*, key_id: int, model: str) -> Route | None:
     unknown model and a model outside the allowlist are indistinguishable to the caller (both
     403). A second query reads the fallback chain, only for a model that has one.
     """
-    row = _ROUTE.one([key_id, model])
-    if row is None:
+    return route_from_row(_ROUTE.one([key_id, model]))
+
+
+def route_from_row(row: Mapping[str, Any] | None) -> Route | None:
+    """The route in a row read with ROUTE_COLUMNS (None: no row, or its model columns are
+    NULL, an outer join that found no model), with its fallback chain (a second query, only
+    for a model that has one)."""
+    if row is None or row["model_id"] is None:
         return None
     fallbacks = tuple(_route(link) for link in _FALLBACKS.all([row["model_id"]])) if row["has_fallbacks"] else ()
     return _route(row, fallbacks)

@@ -9,9 +9,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
+from django.db.models import Model
 from django.utils import timezone
 
-from routing.rows import Select
+from routing.rows import Expr, Select
+from routing.selectors import ROUTE_COLUMNS, ROUTE_JOINS, ROUTE_TABLES, Route, route_from_row
 
 from .models import KEY_PREFIX, ApiKey, ApiKeyModel, Team, hash_secret
 from .periods import is_business_time, zone_named
@@ -79,43 +81,55 @@ def parse_key(raw: str) -> tuple[str, str] | None:
 
 # One statement per request, raw (see routing.rows). A column whose name is a KeyScope field
 # is passed straight to it; the others are what the key check below reads.
-_SCOPE = Select(
-    tables={"k": ApiKey, "t": Team, "u": get_user_model()},
-    columns={
-        "key_id": "k.id",
-        "lookup_id": "k.lookup_id",
-        "secret_hash": "k.secret_hash",
-        "sealed": "k.sealed",
-        "expires_at": "k.expires_at",
-        "revoked_at": "k.revoked_at",
-        "name": "k.name",
-        "team_id": "k.team",
-        "team_name": "t.name",
-        "classification": "k.classification",
-        "system_prompt": "k.system_prompt",
-        "rpm": "k.rpm",
-        "tpm": "k.tpm",
-        "max_tokens": "k.max_tokens",
-        "approved_by": "u.username",
-        "enforcement": "k.enforcement",
-        "max_messages": "k.max_messages",
-        "max_prompt_tokens": "k.max_prompt_tokens",
-        "max_concurrent": "k.max_concurrent",
-        "budget": "k.budget",
-        "team_rpm": "t.rpm",
-        "team_tpm": "t.tpm",
-        "team_budget": "t.budget",
-        "budget_period": "t.budget_period",
-        "time_zone": "t.time_zone",
-        "business_hours_start": "t.business_hours_start",
-        "business_hours_end": "t.business_hours_end",
-        "business_days": "t.business_days",
-        "tools": "k.tools",
-    },
-    rest="""
+_SCOPE_TABLES: dict[str, type[Model]] = {"k": ApiKey, "t": Team, "u": get_user_model()}
+_SCOPE_COLUMNS: dict[str, str | Expr] = {
+    "key_id": "k.id",
+    "lookup_id": "k.lookup_id",
+    "secret_hash": "k.secret_hash",
+    "sealed": "k.sealed",
+    "expires_at": "k.expires_at",
+    "revoked_at": "k.revoked_at",
+    "name": "k.name",
+    "team_id": "k.team",
+    "team_name": "t.name",
+    "classification": "k.classification",
+    "system_prompt": "k.system_prompt",
+    "rpm": "k.rpm",
+    "tpm": "k.tpm",
+    "max_tokens": "k.max_tokens",
+    "approved_by": "u.username",
+    "enforcement": "k.enforcement",
+    "max_messages": "k.max_messages",
+    "max_prompt_tokens": "k.max_prompt_tokens",
+    "max_concurrent": "k.max_concurrent",
+    "budget": "k.budget",
+    "team_rpm": "t.rpm",
+    "team_tpm": "t.tpm",
+    "team_budget": "t.budget",
+    "budget_period": "t.budget_period",
+    "time_zone": "t.time_zone",
+    "business_hours_start": "t.business_hours_start",
+    "business_hours_end": "t.business_hours_end",
+    "business_days": "t.business_days",
+    "tools": "k.tools",
+}
+_SCOPE_FROM = """
       FROM teams_apikey k
       JOIN teams_team t ON t.id = k.team_id
       LEFT JOIN auth_user u ON u.id = k.approved_by_id
+"""
+_SCOPE = Select(tables=_SCOPE_TABLES, columns=_SCOPE_COLUMNS, rest=f"{_SCOPE_FROM} WHERE k.lookup_id = %s")
+# The key and, in the same statement, the route of the model it asks for if that model is on
+# its allowlist: the request's first hop makes one round trip for both. The route's columns
+# are read as `route.<name>`; NULL when the model is unknown or not on the allowlist.
+_ROUTE_PREFIX = "route."
+_SCOPE_AND_ROUTE = Select(
+    tables={**_SCOPE_TABLES, **ROUTE_TABLES},
+    columns={**_SCOPE_COLUMNS, **{_ROUTE_PREFIX + name: spec for name, spec in ROUTE_COLUMNS.items()}},
+    rest=f"""{_SCOPE_FROM}
+      LEFT JOIN (teams_apikeymodel a
+                 JOIN routing_model m ON m.id = a.model_id AND m.name = %s
+                 {ROUTE_JOINS}) ON a.api_key_id = k.id
      WHERE k.lookup_id = %s
     """,
 )
@@ -142,17 +156,35 @@ def api_key_authenticate(raw: str) -> KeyScope | None:
         return None
     lookup_id, secret = parsed
     row = _SCOPE.one([lookup_id])
+    if not _valid(row, lookup_id=lookup_id, secret=secret) or row is None:
+        return None
+    return _key_scope(row)
+
+
+def api_key_authenticate_for(raw: str, *, model: str) -> tuple[KeyScope | None, Route | None]:
+    """`api_key_authenticate` and `route_for_key` of `model` in one statement: the key's scope
+    (None as there) and, for a valid key, the route if `model` is on its allowlist."""
+    parsed = parse_key(raw)
+    if parsed is None:
+        return None, None
+    lookup_id, secret = parsed
+    row = _SCOPE_AND_ROUTE.one([model, lookup_id])
+    if not _valid(row, lookup_id=lookup_id, secret=secret) or row is None:
+        return None, None
+    route = route_from_row({name[len(_ROUTE_PREFIX) :]: value for name, value in row.items() if name.startswith(_ROUTE_PREFIX)})
+    return _key_scope(row), route
+
+
+def _valid(row: dict[str, Any] | None, *, lookup_id: str, secret: str) -> bool:
     if row is None:
         # Hash anyway so an unknown lookup id costs the same as a wrong secret.
         hmac.compare_digest(hash_secret(secret), hash_secret(lookup_id))
-        return None
+        return False
     if not hmac.compare_digest(row["secret_hash"], hash_secret(secret)):
-        return None
+        return False
     if not row["sealed"] or row["revoked_at"] is not None:
-        return None
-    if row["expires_at"] is not None and row["expires_at"] <= timezone.now():
-        return None
-    return _key_scope(row)
+        return False
+    return row["expires_at"] is None or row["expires_at"] > timezone.now()
 
 
 def allowed_model_names(*, key_id: int) -> list[str]:
