@@ -3,8 +3,8 @@ go to the chain in one transaction — one chain-lock hold, one commit, one WAL 
 
 A request hands its row (and a companion write that goes with it, e.g. its limit settlement)
 to the process's writer thread and waits. The writer takes everything queued, computes each
-row's columns and digest, runs the batch's companion writes in a transaction of their own,
-then inserts the rows with one multi-row INSERT, autocommitted (the trigger chains them in
+row's columns and digest, runs the batch's companion writes (each atomic by itself: usually one
+autocommitted statement), then inserts the rows with one multi-row INSERT, autocommitted (the trigger chains them in
 order under one advisory-lock hold; the statement is its own transaction), and only once it
 has committed releases each waiter. So an answer is never sent
 for a row a crash could lose: a crash before the commit loses rows no client was told about,
@@ -56,7 +56,10 @@ MAX_BATCH = int(os.environ.get("SYNAPSE_AUDIT_MAX_BATCH", "256"))
 
 # A companion write: a function called once per batch with the payloads of the batch's rows
 # that carry one (in the rows' order), returning one result per payload. Called with the whole
-# batch, it can order its locks and merge its statements (limit settlement does both).
+# batch, it can order its locks and merge its statements (limit settlement does both). It is
+# called outside any transaction and makes its writes safe to call again after a failure: each
+# part atomic, and a part that was done is not done twice (a settlement is marked settled once
+# its statements ran). A single statement then needs no BEGIN and COMMIT round trips.
 Companion = Callable[[list[Any]], list[Any]]
 
 
@@ -71,7 +74,7 @@ class Written:
 @dataclass(slots=True)
 class _Item:
     values: Callable[[], dict[str, Any]]  # the row's columns, computed on the writer thread
-    companion: Companion | None  # written in the same transaction, before the rows
+    companion: Companion | None  # written before the rows, committed by itself
     payload: Any
     future: Future[Any] = field(default_factory=Future)
 
@@ -162,13 +165,12 @@ class GroupCommitter:
 
     def _companions(self, items: list[_Item]) -> list[Any]:
         """The batch's companion writes, committed before its rows (see the module docstring).
-        One that fails on its data is retried alone, and alone it spares its row (result None)."""
+        One that fails on its data is retried alone, and alone it spares its row (result None);
+        a companion is safe to call again (see Companion)."""
         if all(item.companion is None for item in items):
             return [None] * len(items)
-        alias = self.alias
         try:
-            with transaction.atomic(using=alias):
-                return _companions(items)
+            return _companions(items)
         except Exception as exc:
             if _unreachable(exc):
                 raise
@@ -182,8 +184,7 @@ class GroupCommitter:
             if item.companion is None:
                 continue
             try:
-                with transaction.atomic(using=alias):
-                    results[-1] = item.companion([item.payload])[0]
+                results[-1] = item.companion([item.payload])[0]
             except Exception as exc:
                 if _unreachable(exc):
                     raise

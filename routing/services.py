@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -323,6 +323,11 @@ def backend_health_settle(*, events: list[tuple[str, str, str]]) -> None:
     """
     threshold, cooldown = circuit_policy()
     now = timezone.now()
+    with transaction.atomic():
+        _health_settle(events, threshold=threshold, cooldown=cooldown, now=now)
+
+
+def _health_settle(events: list[tuple[str, str, str]], *, threshold: int, cooldown: float, now: datetime) -> None:
     names = {name for name, _, _ in events}
     ids = dict(Backend.objects.filter(name__in=names).values_list("name", "pk"))
     for name, health, error in events:

@@ -52,6 +52,11 @@ class CounterCache(BaseCache):
         self._table = location or "synapse_counter"
         self._alias = params.get("OPTIONS", {}).get("DATABASE", "default")
 
+    @property
+    def alias(self) -> str:
+        """The database connection the counters live on."""
+        return self._alias
+
     # ── SQL ──
 
     def _execute(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

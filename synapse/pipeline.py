@@ -277,9 +277,11 @@ class _Settles:
 
 
 def _settle_with_rows(payloads: list[_Settles]) -> list[list[SpendLevel]]:
-    """The companion write of a batch of audit rows (audit.group_commit), in their transaction:
-    every settlement at once (counters in their lock order), then the breaker's backends by name,
-    so concurrent batches never wait on each other's rows. Returns each request's budget levels."""
+    """The companion write of a batch of audit rows (audit.group_commit), committed before them:
+    every settlement at once (counters in their lock order; usually one autocommitted statement),
+    then the breaker's backends by name, so concurrent batches never wait on each other's rows.
+    Each part is atomic, and a settlement already made is not made again (a retry after the
+    breaker's part failed). Returns each request's budget levels."""
     settlements = [p.settlement for p in payloads if p.settlement is not None]
     levels = iter(limits_settle_many(settlements))
     if events := sorted(event for p in payloads for event in p.health):

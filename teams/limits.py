@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -35,6 +36,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.db import transaction
 from django.utils import timezone
 from django_ratelimit import ALL
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
@@ -499,7 +501,8 @@ def limits_settle(
 def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
     """Settle several requests at once (the audit group commit's companion write): the
     corrections to one counter are summed into one statement, and counters are updated in
-    the lock order above. Returns each request's budget levels, in order."""
+    the lock order above; on the database, all or nothing. Returns each request's budget
+    levels, in order."""
     deltas: dict[tuple[int, str], int] = {}
     spent: list[list[tuple[Hold, int]]] = []
     counters = caches[COUNTERS]
@@ -530,17 +533,22 @@ def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
             spent[-1].append((hold, amount))
     ordered = [(key, delta) for (_, key), delta in sorted(deltas.items())]
     adjust = getattr(counters, "adjust", None) if getattr(counters, "holds_in_one_statement", False) else None
-    if ordered and adjust is not None:
-        totals = dict(zip((key for key, _ in ordered), adjust(ordered), strict=True))  # one statement
-    else:
-        totals = {key: _adjust(counters, key, delta) for key, delta in ordered}
     # In-flight slots last, by key: a slot is only ever deleted by the request that took it.
-    for slot in sorted((s.reservation.slot for s in settlements if s.reservation.slot is not None), key=lambda x: x.key):
-        try:
-            concurrency_release(slot)
-        except Exception:
-            # The store is down: the slot frees itself when its lease runs out (teams/concurrency.py).
-            logger.exception("could not give back an in-flight slot of %s", slot.key)
+    slots = sorted((s.reservation.slot for s in settlements if s.reservation.slot is not None), key=lambda x: x.key)
+    statements = (1 if adjust is not None else len(ordered)) * bool(ordered) + len(slots)
+    # Atomic on the database: one statement is by itself (no BEGIN and COMMIT round trips, the
+    # usual case), several share a transaction.
+    with _atomic(counters) if transactional and statements > 1 else nullcontext():
+        if ordered and adjust is not None:
+            totals = dict(zip((key for key, _ in ordered), adjust(ordered), strict=True))  # one statement
+        else:
+            totals = {key: _adjust(counters, key, delta) for key, delta in ordered}
+        for slot in slots:
+            try:
+                concurrency_release(slot)
+            except Exception:
+                # The store is down: the slot frees itself when its lease runs out (teams/concurrency.py).
+                logger.exception("could not give back an in-flight slot of %s", slot.key)
     for settlement in settlements:
         settlement.reservation.settled = True
         settlement.reservation.slot = None
@@ -552,6 +560,10 @@ def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
         ]
         for holds in spent
     ]
+
+
+def _atomic(counters: Any) -> transaction.Atomic:
+    return transaction.atomic(using=counters.alias)  # synapse.cache.CounterCache
 
 
 def _adjust(counters: Any, key: str, delta: int) -> int | None:

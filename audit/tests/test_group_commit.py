@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, OperationalError, connection
+from django.db import DatabaseError, OperationalError, connection, connections
 from django.utils import timezone
 
 from audit.group_commit import GroupCommitter, audit_append_with, group_commit_enabled
@@ -76,12 +76,15 @@ def test_a_companion_write_commits_with_its_row_and_answers_the_waiter(committer
     seen: list[list[Any]] = []
 
     def companion(payloads: list[Any]) -> list[Any]:
-        seen.append(payloads)
-        AuditEvent.objects.exists()  # database work inside the batch's transaction
+        # Called outside any transaction: it makes its own (a single statement needs none).
+        seen.append([*payloads, connections[committer.alias].get_autocommit()])
+        AuditEvent.objects.exists()
         return [p * 2 for p in payloads]
 
     futures = [committer.submit(values=_row(n), companion=companion, payload=n) for n in range(10)]
     assert [f.result(timeout=30).result for f in futures] == [n * 2 for n in range(10)]
+    assert all(batch[-1] is True for batch in seen)
+    seen = [batch[:-1] for batch in seen]
     seqs = [f.result().seq for f in futures]
     assert sorted(seqs) == list(range(1, 11))  # each waiter learns its row's place in the chain
     assert sorted(p for batch in seen for p in batch) == list(range(10))  # each payload once
