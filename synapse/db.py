@@ -67,25 +67,24 @@ class DbThreads:
         self._queue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = 0
-        self._waiting = 0  # threads blocked on the queue (read without the lock: a hint only)
+        # Threads free for a new hop, each counted once: a hop takes one (or starts a thread),
+        # so two hops queued at once never both count on the same idle thread.
+        self._idle = 0
 
     def submit(self, loop: asyncio.AbstractEventLoop, call: Callable[[], T]) -> asyncio.Future[T]:
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((loop, future, call))
-        if self._waiting == 0 and self._started < self._size:
-            with self._lock:
-                if self._started < self._size:
-                    self._started += 1
-                    threading.Thread(target=self._run, name=f"synapse-db_{self._started - 1}", daemon=True).start()
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            elif self._started < self._size:
+                self._started += 1
+                threading.Thread(target=self._run, name=f"synapse-db_{self._started - 1}", daemon=True).start()
         return future
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                self._waiting += 1
             loop, future, call = self._queue.get()
-            with self._lock:
-                self._waiting -= 1
             try:
                 result = call()
             except BaseException as exc:  # noqa: BLE001  # handed to the awaiting coroutine
@@ -93,6 +92,8 @@ class DbThreads:
             else:
                 _settle_soon(loop, _set_result, future, result)
             del loop, future, call  # nothing kept alive while waiting for the next hop
+            with self._lock:
+                self._idle += 1
 
 
 def _settle_soon(loop: asyncio.AbstractEventLoop, settle: Callable[..., None], *args: Any) -> None:

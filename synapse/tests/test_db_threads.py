@@ -88,3 +88,37 @@ def test_a_second_audit_call_for_one_request_waits_for_the_first_and_writes_noth
     for ctx in contexts:
         assert ctx.audited
         assert AuditEvent.objects.filter(request_id=ctx.request_id).count() == 1
+
+
+def test_hops_queued_together_each_get_a_thread_up_to_the_bound_and_reuse_them() -> None:
+    pool = db.DbThreads(4)
+    gate = threading.Barrier(4, timeout=10)  # passes only if 4 hops run at the same time
+
+    async def bursts() -> list[list[int]]:
+        loop = asyncio.get_running_loop()
+        results = []
+        for _ in range(3):
+            results.append(await asyncio.gather(*[pool.submit(loop, gate.wait) for _ in range(4)]))
+        return results
+
+    assert [sorted(burst) for burst in asyncio.run(bursts())] == [[0, 1, 2, 3]] * 3
+    assert pool._started == 4  # reused by the second and third bursts
+
+
+def test_a_hop_raises_in_its_caller_and_a_cancelled_hop_leaves_its_thread_serving() -> None:
+    pool = db.DbThreads(1)
+    release = threading.Event()
+
+    def fails() -> None:
+        raise ValueError("in the hop")
+
+    async def run() -> str:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(ValueError, match="in the hop"):
+            await pool.submit(loop, fails)
+        waiting = pool.submit(loop, release.wait)
+        waiting.cancel()  # its caller went away; the thread still runs it, then serves the next
+        release.set()
+        return await pool.submit(loop, lambda: "next")
+
+    assert asyncio.run(run()) == "next"
