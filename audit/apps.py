@@ -16,6 +16,6 @@ class AuditConfig(AppConfig):
         auth_signals.user_logged_in.connect(receivers.on_login, dispatch_uid="audit.admin_login")
         auth_signals.user_logged_out.connect(receivers.on_logout, dispatch_uid="audit.admin_logout")
         auth_signals.user_login_failed.connect(receivers.on_login_failed, dispatch_uid="audit.admin_login_failed")
-        # After each app's migrate (auth's own post_migrate receiver runs first, so that app's
-        # permissions exist): the roles span several apps, and setting them is idempotent.
+        # After the last app's migrate (auth's own post_migrate receiver makes each app's
+        # permissions): the roles span several apps, and setting them is idempotent.
         post_migrate.connect(receivers.on_post_migrate, dispatch_uid="audit.roles")

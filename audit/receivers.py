@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import AppConfig, apps
 from django.http import HttpRequest
 
 from .access import roles_ensure
@@ -37,5 +38,13 @@ def on_login_failed(sender: Any, credentials: dict[str, Any], request: HttpReque
     )
 
 
-def on_post_migrate(sender: Any, **kwargs: Any) -> None:
-    roles_ensure()
+def on_post_migrate(sender: AppConfig, **kwargs: Any) -> None:
+    # post_migrate comes once per app, in INSTALLED_APPS order, and auth makes each app's
+    # permissions on its own signal: the roles, which span several apps, are set once, after
+    # the last app's (each of the other runs cost as much; a test flush sends them all).
+    if sender is _last_app_with_models():
+        roles_ensure()
+
+
+def _last_app_with_models() -> AppConfig:
+    return [config for config in apps.get_app_configs() if config.models_module is not None][-1]

@@ -96,3 +96,25 @@ def test_the_alert_page_offers_its_requests_only_to_who_may_read_them(approver) 
     operator = Client()
     operator.force_login(approver)
     assert 'id="alert-requests"' in operator.get(url).content.decode()
+
+
+def test_migrate_sets_the_roles_once_after_every_apps_permissions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.management.sql import emit_post_migrate_signal
+
+    from audit import receivers
+
+    Group.objects.filter(name__in=[AUDITOR_GROUP, APPROVER_GROUP]).delete()
+    calls: list[int] = []
+
+    def counted() -> dict[str, Group]:
+        calls.append(1)
+        return roles_ensure()
+
+    monkeypatch.setattr(receivers, "roles_ensure", counted)
+
+    emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+
+    assert calls == [1]
+    approver = Group.objects.get(name=APPROVER_GROUP).permissions.values_list("content_type__app_label", flat=True)
+    assert {"teams", "dlp", "alerts"} <= set(approver)
+    assert Group.objects.get(name=AUDITOR_GROUP).permissions.filter(codename="view_auditevent").exists()
