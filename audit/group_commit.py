@@ -4,9 +4,9 @@ go to the chain in one transaction — one chain-lock hold, one commit, one WAL 
 A request hands its row (and a companion write that goes with it, e.g. its limit settlement)
 to the process's writer thread and waits. The writer takes everything queued, computes each
 row's columns and digest, runs the batch's companion writes (each atomic by itself: usually one
-autocommitted statement), then inserts the rows with one multi-row INSERT, autocommitted (the trigger chains them in
-order under one advisory-lock hold; the statement is its own transaction), and only once it
-has committed releases each waiter. So an answer is never sent
+autocommitted statement), then inserts the rows with one autocommitted multi-row INSERT (the
+trigger chains them in order under one advisory-lock hold; the statement is its own
+transaction), and only once it has committed releases each waiter. So an answer is never sent
 for a row a crash could lose: a crash before the commit loses rows no client was told about,
 and those requests get no answer either.
 

@@ -10,6 +10,7 @@ flush then runs as the tables' owner, in a session of its own.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -55,6 +56,24 @@ def triggers_suspended(connection: BaseDatabaseWrapper) -> Iterator[None]:
                 cursor.execute(sql)
 
 
+_TRUNCATE = re.compile(r'^TRUNCATE ((?:"[^"]+"(?:, )?)+);$')
+
+
+def _as_deletes(sql_list: Iterable[str]) -> list[str]:
+    """Django's flush TRUNCATEs every table; with triggers suspended (foreign keys included), a
+    DELETE per table empties them the same and is ~10x faster on a test's handful of rows
+    (TRUNCATE makes new files for every table and index). A TRUNCATE that also restarts
+    sequences or cascades is kept as it is."""
+    out: list[str] = []
+    for sql in sql_list:
+        match = _TRUNCATE.match(sql)
+        if match is None:
+            out.append(sql)
+            continue
+        out.extend(f"DELETE FROM {table}" for table in match.group(1).split(", "))
+    return out
+
+
 @contextmanager
 def flush_suspending_triggers(*, owner_alias: str | None = None) -> Iterator[None]:
     """While active, Django's flush (and so pytest-django's) empties tables past the triggers.
@@ -80,6 +99,8 @@ def flush_suspending_triggers(*, owner_alias: str | None = None) -> Iterator[Non
 
     def execute_sql_flush(self: BaseDatabaseOperations, sql_list: Iterable[str]) -> None:
         connection = self.connection
+        if connection.vendor == "postgresql":
+            sql_list = _as_deletes(sql_list)
         if owner_alias is None or connection.alias == owner_alias:
             with transaction.atomic(using=connection.alias), triggers_suspended(connection):
                 original(self, sql_list)

@@ -5,7 +5,9 @@ a bare Django async view forwarding with httpx (bench/bare_django, gunicorn + 2 
 workers, the floor of our design); LiteLLM proxy 1.100.5, 2 workers, in its own venv under
 .synapse/bench-litellm (made here; never a project dependency); Synapse, 2 workers, PostgreSQL,
 a key with rpm + tpm + budget set, durable audit. Per arm: the p50 of sequential requests
-(added over direct) and req/s at 32 connections (wrk if installed, else an httpx loop).
+(added over direct) and req/s at 32 connections (wrk if installed, else an httpx loop), in
+BENCH_ROUNDS rounds that run every arm once, in a rotating order, with every server up: medians
+and per-round ratios are printed, so a machine whose speed drifts moves every arm alike.
 For Synapse also commits, WAL flushes and OS threads started per request, and the time of one
 durable single-row commit on the same PostgreSQL. Nothing is asserted: read docs/PERFORMANCE.md.
 
@@ -26,7 +28,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -40,7 +43,8 @@ DB_NAME = "synapse_bench_peer"
 LITELLM_VERSION = "1.100.5"
 LITELLM_VENV = ROOT / ".synapse" / "bench-litellm"
 SEQUENTIAL = int(os.environ.get("BENCH_SEQUENTIAL", "300"))
-LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "10"))
+LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "6"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = 32
 COMMITS = 200
 # ~1 KB prompt: what a short chat turn with a system prompt weighs.
@@ -48,6 +52,8 @@ BODY = json.dumps(
     {"model": "bench-model", "messages": [{"role": "user", "content": ("Summarise the quarterly report. " * 32)[:1000]}]}
 ).encode()
 LIMITS = {"rpm": "100000000", "tpm": "1000000000", "budget": "1000000"}  # all counters on, never reached
+JSON = {"content-type": "application/json"}
+SYNAPSE = "Synapse (rpm + tpm + budget, durable audit)"
 
 
 def sequential_p50(url: str, headers: dict[str, str]) -> float:
@@ -157,6 +163,10 @@ class ThreadWatch:
         self._stop.set()
         self._thread.join()
 
+    def reset(self) -> None:
+        """Count from now on (after a warm-up that may start the pools' threads)."""
+        self.before, self.seen = self._tids(), set()
+
     @property
     def started(self) -> int:
         return len(self.seen - self.before)
@@ -196,95 +206,129 @@ def commit_ms(database_url: str) -> float:
     return statistics.median(timings)
 
 
+@dataclass
+class Arm:
+    name: str
+    url: str
+    headers: dict[str, str]
+    p50: list[float] = field(default_factory=list)  # one per round
+    rps: list[float] = field(default_factory=list)
+
+
+def _litellm(stack_upstream: str, stack: ExitStack) -> Arm | None:
+    exe = litellm_ready()
+    if not exe:
+        return None
+    port = free_port()
+    config = ROOT / ".synapse" / "bench-litellm.yaml"
+    params = {"model": "openai/bench-model", "api_base": stack_upstream + "/v1", "api_key": "bench"}
+    config.write_text(json.dumps({"model_list": [{"model_name": "bench-model", "litellm_params": params}]}))
+    stack.enter_context(
+        process(
+            [exe, "--config", str(config), "--port", str(port), "--host", "127.0.0.1", "--num_workers", "2",
+             "--telemetry", "False"],
+            env={"LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION"},
+        )
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.5)
+    # uvicorn's supervisor restarts a worker that starts slowly (LiteLLM imports for seconds):
+    # the first answer may come from one worker while the other restarts.
+    time.sleep(15)
+    return Arm(f"LiteLLM proxy {LITELLM_VERSION}", f"http://127.0.0.1:{port}/v1/chat/completions", JSON)
+
+
+def _measure(arm: Arm) -> None:
+    arm.p50.append(sequential_p50(arm.url, arm.headers))
+    arm.rps.append(throughput(arm.url, arm.headers))
+
+
 def main() -> None:
-    results: dict[str, tuple[float, float]] = {}
-    json_headers = {"content-type": "application/json"}
-    with governed_stack(DB_NAME, limits=LIMITS) as stack:
-        upstream = stack.upstream + "/v1/chat/completions"
-        print("== direct to the upstream")
-        results["direct to the upstream"] = (sequential_p50(upstream, json_headers), throughput(upstream, json_headers))
-
-        print("== bare Django async view + httpx, 2 workers")
+    with governed_stack(DB_NAME, limits=LIMITS) as stack, ExitStack() as servers:
+        direct = Arm("direct to the upstream", stack.upstream + "/v1/chat/completions", JSON)
         port = free_port()
-        with process(
-            [str(BIN / "gunicorn"), "bench.bare_django.asgi:application", "-k", "synapse.worker.SynapseWorker",
-             "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "error"],
-            env={"BENCH_UPSTREAM": stack.upstream, "DJANGO_SETTINGS_MODULE": "bench.bare_django.settings"},
-        ):  # fmt: skip
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            wait_http(url, {200, 405})
-            results["bare Django async view + httpx"] = (sequential_p50(url, json_headers), throughput(url, json_headers))
-
-        print(f"== LiteLLM proxy {LITELLM_VERSION}, 2 workers")
-        exe = litellm_ready()
-        if exe:
-            port = free_port()
-            config = ROOT / ".synapse" / "bench-litellm.yaml"
-            params = {"model": "openai/bench-model", "api_base": stack.upstream + "/v1", "api_key": "bench"}
-            config.write_text(json.dumps({"model_list": [{"model_name": "bench-model", "litellm_params": params}]}))
-            with process(
-                [exe, "--config", str(config), "--port", str(port), "--host", "127.0.0.1", "--num_workers", "2",
-                 "--telemetry", "False"],
-                env={"LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION"},
-            ):  # fmt: skip
-                wait_litellm = f"http://127.0.0.1:{port}/health/liveliness"
-                try:
-                    deadline = time.monotonic() + 120
-                    while time.monotonic() < deadline:
-                        try:
-                            if httpx.get(wait_litellm, timeout=2).status_code == 200:
-                                break
-                        except httpx.TransportError:
-                            time.sleep(0.5)
-                    # uvicorn's supervisor restarts a worker that starts slowly (LiteLLM imports for
-                    # seconds): the first answer may come from one worker while the other restarts.
-                    time.sleep(15)
-                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                    results[f"LiteLLM proxy {LITELLM_VERSION}"] = (
-                        sequential_p50(url, json_headers),
-                        throughput(url, json_headers),
-                    )
-                except (httpx.HTTPError, subprocess.CalledProcessError) as exc:
-                    print(f"   LiteLLM arm skipped: {exc}")
-
-        print("== Synapse, 2 workers, PostgreSQL, key with rpm + tpm + budget, durable audit")
-        url = stack.gateway + "/v1/chat/completions"
-        headers = {**json_headers, "authorization": f"Bearer {stack.key}"}
+        servers.enter_context(
+            process(
+                [str(BIN / "gunicorn"), "bench.bare_django.asgi:application", "-k", "synapse.worker.SynapseWorker",
+                 "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "error"],
+                env={"BENCH_UPSTREAM": stack.upstream, "DJANGO_SETTINGS_MODULE": "bench.bare_django.settings"},
+            )
+        )  # fmt: skip
+        bare = Arm("bare Django async view + httpx", f"http://127.0.0.1:{port}/v1/chat/completions", JSON)
+        wait_http(bare.url, {200, 405})
+        litellm = None
+        try:
+            litellm = _litellm(stack.upstream, servers)
+        except (httpx.HTTPError, subprocess.CalledProcessError) as exc:
+            print(f"   LiteLLM arm skipped: {exc}")
+        synapse = Arm(SYNAPSE, stack.gateway + "/v1/chat/completions", {**JSON, "authorization": f"Bearer {stack.key}"})
+        arms = [arm for arm in (direct, bare, litellm, synapse) if arm is not None]
         database_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{DB_NAME}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as stats:
-            sequential_p50(url, headers)  # warm both workers (tokenizer, pool) before counting
-            n0 = _audit_rows(database_url)  # before the counters: its own transaction is not counted
-            commits0, wal0 = pg_counters(stats, DB_NAME)
-            with ThreadWatch(worker_pids(stack.gunicorn_pid)) as watch:
-                p50 = sequential_p50(url, headers)
-                rps = throughput(url, headers)
-            commits1, wal1 = pg_counters(stats, DB_NAME)
-            requests = _audit_rows(database_url) - n0
+        commits = wal = requests = 0
+        with psycopg.connect(ADMIN_URL, autocommit=True) as stats, ThreadWatch(worker_pids(stack.gunicorn_pid)) as watch:
+            sequential_p50(synapse.url, synapse.headers)  # warm both workers (tokenizer, pool) before counting
+            watch.reset()
+            for round_ in range(ROUNDS):
+                # Every arm once a round, in a rotating order: a machine whose speed drifts (shared
+                # cores) then moves every arm alike, and each round's ratios compare like with like.
+                order = arms[round_ % len(arms) :] + arms[: round_ % len(arms)]
+                print(f"== round {round_ + 1}/{ROUNDS}: " + ", ".join(arm.name for arm in order))
+                for arm in order:
+                    if arm is synapse:
+                        n0 = _audit_rows(database_url)  # before the counters: its own transaction is not counted
+                        commits0, wal0 = pg_counters(stats, DB_NAME)
+                        _measure(arm)
+                        commits1, wal1 = pg_counters(stats, DB_NAME)
+                        requests += _audit_rows(database_url) - n0
+                        commits, wal = commits + commits1 - commits0, wal + wal1 - wal0
+                    else:
+                        _measure(arm)
             rss, pss = memory_mb(stack.gunicorn_pid)
-        results["Synapse (rpm + tpm + budget, durable audit)"] = (p50, rps)
         single_commit = commit_ms(database_url)
-
-    direct = results["direct to the upstream"][0]
-    print(f"\n| arm | added p50 over direct | req/s at {CONNECTIONS} connections |\n|---|---|---|")
-    for arm, (p50, rps) in results.items():
-        added = "0" if arm.startswith("direct") else f"+{p50 - direct:.1f} ms"
-        print(f"| {arm} | {added} (p50 {p50:.1f} ms) | {rps:,.0f} |")
+    _report(arms, direct, bare, litellm, synapse)
     print(f"\nsingle-row durable commit on the same PostgreSQL: median {single_commit:.2f} ms")
-    print(f"Synapse per request ({requests} requests): {(commits1 - commits0) / requests:.2f} commits "
+    print(f"Synapse per request ({requests} requests): {commits / requests:.2f} commits "
           "(pg_stat_database.xact_commit: every transaction, read-only ones included), "
-          f"{(wal1 - wal0) / requests:.2f} WAL flushes (pg_stat_wal.wal_sync, cluster-wide), "
+          f"{wal / requests:.2f} WAL flushes (pg_stat_wal.wal_sync, cluster-wide), "
           f"{watch.started / requests:.2f} OS threads started (seen in /proc, a lower bound)")  # fmt: skip
     print(f"Synapse memory after the load, master + 2 workers: "
           f"{pss:.0f} MB PSS ({rss:.0f} MB RSS, shared pages counted once per process)")  # fmt: skip
-    synapse = results["Synapse (rpm + tpm + budget, durable audit)"]
-    bare = results["bare Django async view + httpx"]
-    added_s, added_b = synapse[0] - direct, bare[0] - direct
-    print(f"Synapse vs bare Django: added p50 {added_s:.1f} vs {added_b:.1f} ms "
-          f"(goal ≤ {added_b + 1 + single_commit:.1f} ms); throughput {synapse[1] / bare[1]:.0%} (goal ≥ 90 %)")  # fmt: skip
-    litellm = results.get(f"LiteLLM proxy {LITELLM_VERSION}")
-    if litellm:
-        print(f"Synapse vs LiteLLM: added p50 {added_s / max(litellm[0] - direct, 0.01):.2f}×, "
-              f"throughput {synapse[1] / litellm[1]:.2f}× (goal ≥ 3×)")  # fmt: skip
+    floor = statistics.median(b - d + 1 + single_commit for b, d in zip(bare.p50, direct.p50, strict=True))
+    added = statistics.median(s - d for s, d in zip(synapse.p50, direct.p50, strict=True))
+    print(f"Synapse vs bare Django: added p50 {added:.1f} ms (goal ≤ {floor:.1f} ms); "
+          f"throughput {_ratio(synapse.rps, bare.rps):.0%} (goal ≥ 90 %)")  # fmt: skip
+    if litellm is not None:
+        print(f"Synapse vs LiteLLM: throughput {_ratio(synapse.rps, litellm.rps):.2f}× (goal ≥ 3×)")
+
+
+def _ratio(ours: list[float], theirs: list[float]) -> float:
+    """The median of the rounds' ratios: each round's arms ran minutes apart, not the whole run."""
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+
+
+def _report(arms: list[Arm], direct: Arm, bare: Arm, litellm: Arm | None, synapse: Arm) -> None:
+    print(
+        f"\nMedians of {ROUNDS} rounds (each round: every arm, {SEQUENTIAL} sequential requests, then "
+        f"{LOAD_SECONDS} s at {CONNECTIONS} connections); per-round figures in brackets."
+    )
+    print(f"\n| arm | added p50 over direct | req/s at {CONNECTIONS} connections |\n|---|---|---|")
+    for arm in arms:
+        added = [p - d for p, d in zip(arm.p50, direct.p50, strict=True)]
+        shown = "0" if arm is direct else f"+{statistics.median(added):.1f} ms"
+        rounds = " / ".join(f"{r:,.0f}" for r in arm.rps)
+        print(
+            f"| {arm.name} | {shown} (p50 {statistics.median(arm.p50):.1f} ms) | {statistics.median(arm.rps):,.0f} [{rounds}] |"
+        )
+    ratios = " / ".join(f"{a / b:.0%}" for a, b in zip(synapse.rps, bare.rps, strict=True))
+    print(f"\nSynapse / bare Django throughput per round: {ratios}")
+    if litellm is not None:
+        ratios = " / ".join(f"{a / b:.2f}×" for a, b in zip(synapse.rps, litellm.rps, strict=True))
+        print(f"Synapse / LiteLLM throughput per round: {ratios}")
 
 
 def _audit_rows(database_url: str) -> int:
