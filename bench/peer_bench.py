@@ -240,7 +240,9 @@ def _litellm(stack_upstream: str, stack: ExitStack) -> Arm | None:
     # uvicorn's supervisor restarts a worker that starts slowly (LiteLLM imports for seconds):
     # the first answer may come from one worker while the other restarts.
     time.sleep(15)
-    return Arm(f"LiteLLM proxy {LITELLM_VERSION}", f"http://127.0.0.1:{port}/v1/chat/completions", JSON)
+    arm = Arm(f"LiteLLM proxy {LITELLM_VERSION}", f"http://127.0.0.1:{port}/v1/chat/completions", JSON)
+    httpx.post(arm.url, content=BODY, headers=arm.headers, timeout=30).raise_for_status()  # it answers, or the arm is skipped
+    return arm
 
 
 def _measure(arm: Arm) -> None:
