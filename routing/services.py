@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -314,6 +314,7 @@ def circuit_policy() -> tuple[int, float]:
     return int(options.get("CIRCUIT_FAILURES", 5)), float(options.get("CIRCUIT_COOLDOWN", 30.0))
 
 
+@transaction.atomic
 def backend_health_settle(*, events: list[tuple[str, str, str]]) -> None:
     """Apply what one request's tries taught about its backends: (backend, FAILURE/RECOVERED, error code).
 
@@ -323,11 +324,6 @@ def backend_health_settle(*, events: list[tuple[str, str, str]]) -> None:
     """
     threshold, cooldown = circuit_policy()
     now = timezone.now()
-    with transaction.atomic():
-        _health_settle(events, threshold=threshold, cooldown=cooldown, now=now)
-
-
-def _health_settle(events: list[tuple[str, str, str]], *, threshold: int, cooldown: float, now: datetime) -> None:
     names = {name for name, _, _ in events}
     ids = dict(Backend.objects.filter(name__in=names).values_list("name", "pk"))
     for name, health, error in events:

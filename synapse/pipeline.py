@@ -44,7 +44,7 @@ from routing.selectors import Route
 from routing.services import backend_health_settle
 from teams.limits import Settlement, SpendLevel, limits_reserve, limits_settle_many
 from teams.scope import bind_system_prompt
-from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate, api_key_authenticate_for
+from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate_for
 from teams.tokens import count_chat, count_output
 
 from .anomalies import anomalies_observe, anomalies_submit
@@ -96,7 +96,7 @@ def _load_scope(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope
 
 
 def _scope_and_holds(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope | None, Route | None]:
-    scope, route = _scope_and_route(raw_key, model)
+    scope, route = api_key_authenticate_for(raw_key, model=model)  # one statement for both
     if scope is not None and route is not None and ctx.endpoint in GOVERNED_ENDPOINTS:
         # DLP: the team's policy rides this hop too (cached per worker, reloaded on change).
         policy = dlp_policy(team_id=scope.team_id)
@@ -109,14 +109,6 @@ def _scope_and_holds(raw_key: str, model: str, ctx: RequestContext) -> tuple[Key
             _prescan(ctx, ctx.dlp, field)
         _reserve(ctx, scope, route)
     return scope, route
-
-
-def _scope_and_route(raw_key: str, model: str) -> tuple[KeyScope | None, Route | None]:
-    if not raw_key:
-        return None, None
-    if not model:
-        return api_key_authenticate(raw_key), None
-    return api_key_authenticate_for(raw_key, model=model)  # one statement for both
 
 
 def _reserve(ctx: RequestContext, scope: KeyScope, route: Route) -> None:

@@ -535,7 +535,8 @@ def limits_settle_many(settlements: list[Settlement]) -> list[list[SpendLevel]]:
     adjust = getattr(counters, "adjust", None) if getattr(counters, "holds_in_one_statement", False) else None
     # In-flight slots last, by key: a slot is only ever deleted by the request that took it.
     slots = sorted((s.reservation.slot for s in settlements if s.reservation.slot is not None), key=lambda x: x.key)
-    statements = (1 if adjust is not None else len(ordered)) * bool(ordered) + len(slots)
+    adjustments = 0 if not ordered else 1 if adjust is not None else len(ordered)
+    statements = adjustments + len(slots)
     # Atomic on the database: one statement is by itself (no BEGIN and COMMIT round trips, the
     # usual case), several share a transaction.
     with _atomic(counters) if transactional and statements > 1 else nullcontext():

@@ -163,7 +163,10 @@ def api_key_authenticate(raw: str) -> KeyScope | None:
 
 def api_key_authenticate_for(raw: str, *, model: str) -> tuple[KeyScope | None, Route | None]:
     """`api_key_authenticate` and `route_for_key` of `model` in one statement: the key's scope
-    (None as there) and, for a valid key, the route if `model` is on its allowlist."""
+    (None as there) and, for a valid key, the route if `model` is on its allowlist (none asked
+    for: the key alone)."""
+    if not model:
+        return api_key_authenticate(raw), None
     parsed = parse_key(raw)
     if parsed is None:
         return None, None

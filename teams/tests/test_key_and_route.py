@@ -73,3 +73,11 @@ def test_a_refused_key_gets_no_route(cloud_key: IssuedKey, sensitive_key: Issued
     assert api_key_authenticate_for(cloud_key.plaintext, model="llama-3-8b")[1] is not None
     expired.update(expires_at=timezone.now() - timedelta(seconds=1))
     assert api_key_authenticate_for(cloud_key.plaintext, model="llama-3-8b") == (None, None)
+
+
+@pytest.mark.sqlite
+def test_without_a_model_it_is_the_key_alone(cloud_key: IssuedKey) -> None:
+    assert api_key_authenticate_for(cloud_key.plaintext, model="") == (api_key_authenticate(cloud_key.plaintext), None)
+    assert api_key_authenticate_for(cloud_key.plaintext, model="")[0] is not None
+    assert api_key_authenticate_for("", model="") == (None, None)
+    assert api_key_authenticate_for("", model="llama-3-8b") == (None, None)
