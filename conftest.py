@@ -67,6 +67,23 @@ def django_db_setup(django_db_setup: None, django_db_blocker, _default_login: De
 # ── append-only tables ──
 
 
+@pytest.fixture(autouse=True)
+def _fresh_alert_state() -> Iterator[None]:
+    """The alert service's per-process memos: a test must not inherit another test's (SQLite
+    reuses the ids a rolled-back test had, so a remembered cooldown could match a new key)."""
+    from alerts import services
+
+    def clear() -> None:
+        services._thresholds_seen.clear()
+        services._spike_checks_seen.clear()
+        services._cooldowns.clear()
+        services._rules_cache = (0.0, {})
+
+    clear()
+    yield
+    clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _flush_past_append_only_triggers() -> Iterator[None]:
     """Transactional tests end with a flush (TRUNCATE / DELETE of every table), which the audit

@@ -86,6 +86,38 @@ _spike_checks_seen = _Seen(limit=10_000)
 _rules_cache: tuple[float, dict[str, AnomalyRule]] = (0.0, {})
 
 
+class _Cooldowns:
+    """Cooldowns this process claimed or found on the counter store, until they end: an
+    off-hours stretch would otherwise read the team's cooldown on every request it makes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._ends: dict[str, float] = {}
+
+    def holds(self, subject: str) -> bool:
+        ends = self._ends.get(subject)
+        if ends is None:
+            return False
+        if ends > time.time():
+            return True
+        del self._ends[subject]
+        return False
+
+    def hold(self, subject: str, *, until: float) -> None:
+        if len(self._ends) >= self.limit:
+            now = time.time()
+            self._ends = {name: ends for name, ends in self._ends.items() if ends > now}
+            if len(self._ends) >= self.limit:
+                self._ends.clear()  # forgetting only costs a read of the counter store
+        self._ends[subject] = until
+
+    def clear(self) -> None:
+        self._ends.clear()
+
+
+_cooldowns = _Cooldowns(limit=10_000)
+
+
 # ── alerts and their outbox ───────────────────────────────────────────────────────────
 
 
@@ -246,11 +278,23 @@ def active_rules() -> dict[str, AnomalyRule]:
 
 def _claim(kind: str, subject: str, rule: AnomalyRule) -> bool:
     """True for the one caller that may fire this incident; the rest wait out the cooldown."""
-    return bool(caches[COUNTERS].add(f"alert:{kind}:{subject}", 1, rule.cooldown_minutes * 60))
+    seconds = rule.cooldown_minutes * 60
+    # The claim's value is when it ends, so a worker that finds it knows how long it holds.
+    claimed = bool(caches[COUNTERS].add(f"alert:{kind}:{subject}", int(time.time()) + seconds, seconds))
+    if claimed:
+        _cooldowns.hold(f"{kind}:{subject}", until=time.time() + seconds)
+    return claimed
 
 
 def _cooling(kind: str, subject: str) -> bool:
-    return caches[COUNTERS].get(f"alert:{kind}:{subject}") is not None
+    if _cooldowns.holds(f"{kind}:{subject}"):
+        return True
+    ends = caches[COUNTERS].get(f"alert:{kind}:{subject}")
+    if ends is None:
+        return False
+    # A claim written before its value was its end (1) is trusted for a minute at a time.
+    _cooldowns.hold(f"{kind}:{subject}", until=ends if ends > 1 else time.time() + 60)
+    return True
 
 
 def alerts_observe_request(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -22,18 +22,6 @@ from teams.limits import SpendLevel
 from teams.models import Team
 from teams.selectors import KeyScope, api_key_authenticate
 from teams.services import api_key_issue
-
-
-@pytest.fixture(autouse=True)
-def _fresh_alert_state() -> Iterator[None]:
-    # Per-process memos of the alert service: a test must not inherit another test's.
-    services._thresholds_seen.clear()
-    services._spike_checks_seen.clear()
-    services._rules_cache = (0.0, {})
-    yield
-    services._thresholds_seen.clear()
-    services._spike_checks_seen.clear()
-    services._rules_cache = (0.0, {})
 
 
 def tune(kind: str, **changes: Any) -> AnomalyRule:
@@ -66,6 +54,7 @@ def advance_counter_clock(seconds: float) -> None:
     """
     with connection.cursor() as cursor:
         cursor.execute("UPDATE synapse_counter SET expires = expires - %s WHERE expires IS NOT NULL", [seconds])
+    services._cooldowns.clear()  # this process's memo of the store's cooldowns, now stale
 
 
 def issue_scope(team: Team, **binding: Any) -> KeyScope:

@@ -55,9 +55,9 @@ def test_fifty_requests_reuse_the_pool_threads(sensitive_key: IssuedKey, monkeyp
     statuses = asyncio.run(fifty())
     assert statuses == [200] * 50
     assert AuditEvent.objects.filter(event_type="request").count() == 51
-    # One hop a request (key + route + holds) on the pool, plus the anomaly evaluations on their
-    # own thread; the audit rows go to the process's writer thread.
-    assert len(hop_threads) >= 100
+    # One hop a request (key + route + holds) on the pool, plus the anomaly evaluations, in
+    # batches, on their own thread; the audit rows go to the process's writer thread.
+    assert len([t for t in hop_threads if t.name.startswith("synapse-db")]) >= 50
     assert {t.name.split("_")[0] for t in hop_threads} == {"synapse-db", "synapse-anomalies"}
     assert len({t.ident for t in hop_threads}) <= db.db_threads() + 1
     # The pool may still grow towards its size (a hop can be submitted before the last one's
