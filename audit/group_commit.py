@@ -29,11 +29,13 @@ database.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
+import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +78,27 @@ class _Item:
     values: Callable[[], dict[str, Any]]  # the row's columns, computed on the writer thread
     companion: Companion | None  # written before the rows, committed by itself
     payload: Any
-    future: Future[Any] = field(default_factory=Future)
+    future: Future[Any] | asyncio.Future[Any]
+
+
+# Runs a sync function with its arguments as a database hop and awaits it (the pipeline's `run_db`).
+Runner = Callable[..., Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _LoopQueue:
+    items: deque[_Item] = field(default_factory=deque)
+    writing: asyncio.Task[None] | None = None
+
+
+def _done(item: _Item, written: Written) -> None:
+    if not item.future.done():  # a waiter that went away (its future cancelled) is not told
+        item.future.set_result(written)
+
+
+def _fail(item: _Item, exc: BaseException) -> None:
+    if not item.future.done():
+        item.future.set_exception(exc)
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -93,6 +115,7 @@ class GroupCommitter:
         self._ready = threading.Condition()
         self._pid = 0
         self._stopping = False
+        self._loop_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = weakref.WeakKeyDictionary()
         self.batches = 0  # batches committed by this process (tests and benchmarks read it)
 
     @property
@@ -108,7 +131,8 @@ class GroupCommitter:
         `values` and `companion` run on the writer thread, `companion` inside the batch's
         transaction; neither may depend on anything the caller changes after submitting.
         """
-        item = _Item(values=values, companion=companion, payload=payload)
+        future: Future[Any] = Future()
+        item = _Item(values=values, companion=companion, payload=payload, future=future)
         with self._ready:
             if self._pid != os.getpid():  # first use, or a forked child: the parent's thread is not here
                 self._pid = os.getpid()
@@ -116,7 +140,41 @@ class GroupCommitter:
                 threading.Thread(target=self._run, name="synapse-audit-writer", daemon=True).start()
             self._queue.append(item)
             self._ready.notify()
-        return item.future
+        return future
+
+    async def write(
+        self, *, values: Callable[[], dict[str, Any]], companion: Companion | None = None, payload: Any = None, run: Runner
+    ) -> Written:
+        """`submit` for a caller on an event loop whose database hops run on the loop itself
+        (synapse/loop_db.py): the batches are written by `run` on this loop, one at a time,
+        instead of on the writer thread, and the waiter is released the same way, once the
+        commit that holds its row has returned. Batches form as on the thread: while one is
+        being written, the rows of the requests finishing meanwhile queue for the next."""
+        loop = asyncio.get_running_loop()
+        queue = self._loop_queues.get(loop)
+        if queue is None:
+            queue = self._loop_queues[loop] = _LoopQueue()
+        future: asyncio.Future[Written] = loop.create_future()
+        queue.items.append(_Item(values=values, companion=companion, payload=payload, future=future))
+        if queue.writing is None:
+            queue.writing = loop.create_task(self._write_queued(queue, run))
+        # Shielded: a waiter that is cancelled leaves its row to be written all the same.
+        return await asyncio.shield(future)
+
+    async def _write_queued(self, queue: _LoopQueue, run: Runner) -> None:
+        try:
+            while queue.items:
+                batch = [queue.items.popleft() for _ in range(min(len(queue.items), self._max_batch))]
+                try:
+                    await run(self._write, batch)
+                except BaseException as exc:  # never leave a waiter hanging, whatever went wrong
+                    logger.exception("audit batch of %d rows failed", len(batch))
+                    for item in batch:
+                        _fail(item, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            queue.writing = None
 
     def _run(self) -> None:
         while True:
@@ -132,8 +190,7 @@ class GroupCommitter:
             except BaseException as exc:  # never leave a waiter hanging, whatever went wrong
                 logger.exception("audit batch of %d rows failed", len(batch))
                 for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                    _fail(item, exc)
 
     def _write(self, batch: list[_Item]) -> None:
         rows: list[tuple[_Item, dict[str, Any]]] = []
@@ -141,7 +198,7 @@ class GroupCommitter:
             try:
                 rows.append((item, normalise_values(item.values())))
             except Exception as exc:  # noqa: BLE001  # handed to its waiter: a row that cannot be built fails alone
-                item.future.set_exception(exc)
+                _fail(item, exc)
         if not rows:
             return
         results: list[Any] = [None] * len(rows)
@@ -152,7 +209,7 @@ class GroupCommitter:
             if _unreachable(exc) or len(rows) == 1:
                 self._reset()
                 for item, _ in rows:
-                    item.future.set_exception(exc)
+                    _fail(item, exc)
                 return
             logger.warning("audit batch of %d rows failed (%s); writing each row on its own", len(rows), exc)
             self._reset()
@@ -161,7 +218,7 @@ class GroupCommitter:
             return
         self.batches += 1
         for (item, _), result, seq in zip(rows, results, seqs, strict=True):
-            item.future.set_result(Written(result, seq))
+            _done(item, Written(result, seq))
 
     def _companions(self, items: list[_Item]) -> list[Any]:
         """The batch's companion writes, committed before its rows (see the module docstring).
@@ -227,9 +284,9 @@ class GroupCommitter:
                 event = audit_event_append(values=row)
         except Exception as exc:  # noqa: BLE001  # handed to its waiter
             self._reset()
-            item.future.set_exception(exc)
+            _fail(item, exc)
             return
-        item.future.set_result(Written(result, event.seq))
+        _done(item, Written(result, event.seq))
 
     def _reset(self) -> None:
         connection = connections[self.alias]

@@ -88,10 +88,12 @@ def dlp_policy_expire() -> None:
 
 def _refresh(current: _Compiled | None) -> _Compiled:
     global _compiled, _next_check
-    # Another thread already checking: use the policy we hold (at most one interval old)
-    # rather than queue behind its database read. With nothing held yet, wait for it.
-    if not _lock.acquire(blocking=current is None):
-        assert current is not None
+    # Another hop already checking: use the policy we hold (at most one interval old) rather
+    # than queue behind its database read. With nothing held yet, read it too, never wait: a hop
+    # on the event loop (synapse/loop_db.py) must not wait for a lock another hop of the same
+    # thread holds across a statement (that hop cannot go on while this one blocks the loop).
+    locked = _lock.acquire(blocking=False)
+    if not locked and current is not None:
         return current
     try:
         if _compiled is not None and _compiled is not current and time.monotonic() < _next_check:
@@ -104,7 +106,8 @@ def _refresh(current: _Compiled | None) -> _Compiled:
         _next_check = time.monotonic() + settings.SYNAPSE["DLP_RELOAD_SECONDS"]
         return _compiled
     finally:
-        _lock.release()
+        if locked:
+            _lock.release()
 
 
 def _read_stamp() -> _Stamp:

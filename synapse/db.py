@@ -24,7 +24,9 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from psycopg_pool.base import AttemptWithBackoff
 
+from .loop_db import run_on_loop
 from .otel import stage_span
+from .pg_connection import BridgedConnection
 
 # psycopg's pool retries a lost database after 1 s, doubling each time: after a minute's outage
 # the next try can be half a minute away, and every request until then fails. Retry every half
@@ -158,9 +160,35 @@ async def run_db(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     # a test's transaction lives on that thread's connection and the hop must see it.
     if on_caller_thread():
         return await sync_to_async(_released(fn))(*args, **kwargs)
+    call = functools.partial(_released(fn), *args, **kwargs)
+    if on_loop():
+        return await run_on_loop(call, limit=db_threads(), elsewhere=functools.partial(_on_thread, call))
+    return await _on_thread(call)
+
+
+async def _on_thread(call: Callable[[], T]) -> T:
     # Straight onto the pool, in a copy of the request's context (its trace, its DLP budget):
     # what sync_to_async does for a thread-insensitive call, without its bookkeeping, which
     # cost a loaded worker more than the hand-off itself.
     context = contextvars.copy_context()
-    call = functools.partial(context.run, _released(fn), *args, **kwargs)
-    return await threads().submit(asyncio.get_running_loop(), call)
+    return await threads().submit(asyncio.get_running_loop(), functools.partial(context.run, call))
+
+
+_on_loop: bool | None = None
+
+
+def on_loop() -> bool:
+    """Whether hops run on the event loop (synapse/loop_db.py): PostgreSQL through the pool of
+    bridged connections, counters on the database, and SYNAPSE_DB_ON_LOOP on."""
+    global _on_loop
+    if _on_loop is None:
+        database = settings.DATABASES["default"]
+        pool = database.get("OPTIONS", {}).get("pool")
+        _on_loop = (
+            bool(settings.SYNAPSE.get("DB_ON_LOOP", True))
+            and database["ENGINE"] == "django.db.backends.postgresql"
+            and isinstance(pool, dict)
+            and pool.get("connection_class") is BridgedConnection
+            and settings.CACHES["counters"]["BACKEND"] == "synapse.cache.CounterCache"
+        )
+    return _on_loop

@@ -31,7 +31,7 @@ from django.conf import settings
 from django.db import DatabaseError, OperationalError, transaction
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from audit.group_commit import Written, audit_append_with, group_commit_enabled, group_committer
+from audit.group_commit import Companion, Written, audit_append_with, group_commit_enabled, group_committer
 from audit.services import request_values, stream_opened_values
 from dlp.budget import ScanBudgetError
 from dlp.engine import Action, Direction
@@ -50,7 +50,7 @@ from teams.tokens import count_chat, count_output
 from .anomalies import anomalies_observe, anomalies_submit
 from .audit_record import request_record
 from .context import Attempt, DlpFinding, RequestContext
-from .db import on_caller_thread, run_db
+from .db import on_caller_thread, on_loop, run_db
 from .errors import (
     Decision,
     GatewayError,
@@ -306,6 +306,15 @@ def _append_opened(values: dict[str, Any]) -> Written:
     return audit_append_with(values=values)
 
 
+async def _grouped(*, values: Callable[[], dict[str, Any]], companion: Companion | None = None, payload: Any = None) -> Written:
+    """A row through the process's group commit: its batches written on this event loop where
+    the database hops run on it (synapse/loop_db.py), else on the writer thread."""
+    committer = group_committer()
+    if on_loop():
+        return await committer.write(values=values, companion=companion, payload=payload, run=run_db)
+    return await asyncio.wrap_future(committer.submit(values=values, companion=companion, payload=payload))
+
+
 async def _open_stream(ctx: RequestContext) -> None:
     """Commit a stream's opening row (`stream_opened`), before its first byte. Shielded, like
     the closing row: a client that leaves meanwhile gets its closing row written after it."""
@@ -316,7 +325,7 @@ async def _open_stream(ctx: RequestContext) -> None:
             if on_caller_thread() or not group_commit_enabled():
                 written = await run_db(_append_opened, values)
             else:
-                written = await asyncio.wrap_future(group_committer().submit(values=lambda: values))
+                written = await _grouped(values=lambda: values)
         ctx.stream_opened_seq = written.seq
 
     ctx.stream_open_write = asyncio.ensure_future(write())
@@ -337,8 +346,7 @@ async def _write_row(ctx: RequestContext) -> None:
         else:
             # Nothing to settle (no limits held, no breaker news): no companion transaction.
             companion = _settle_with_rows if settles.settlement is not None or settles.health else None
-            row = group_committer().submit(values=partial(_row_values, ctx), companion=companion, payload=settles)
-            written = await asyncio.wrap_future(row)
+            written = await _grouped(values=partial(_row_values, ctx), companion=companion, payload=settles)
     levels: list[SpendLevel] = written.result or []
     ctx.audited = True
     # After the row: the rules count audit rows, this one included.

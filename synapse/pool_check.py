@@ -32,6 +32,13 @@ def check_unless_recent(connection: Any) -> None:
         ConnectionPool.check_connection(connection)
 
 
+def checked_out_recently(connection: Any) -> bool:
+    """Whether handing `connection` out now skips its check (synapse/loop_db.py takes only such
+    a connection on the event loop: a failed check waits and retries, which must not stall it)."""
+    last = _checked_out.get(connection)
+    return last is not None and time.monotonic() - last < RECENT_SECONDS
+
+
 def use_recent_check(sender: Any, connection: Any, **kwargs: Any) -> None:
     """`connection_created` receiver: give the pool this module's check in place of Django's.
 

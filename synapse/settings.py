@@ -9,6 +9,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from synapse.logs import logging_config
+from synapse.pg_connection import BridgedConnection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEV_SECRET_KEY = "synapse-development-secret-do-not-use-in-production"
@@ -97,6 +98,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "min_size": env.int("SYNAPSE_DB_POOL_MIN", default=2),
         "max_size": env.int("SYNAPSE_DB_POOL_MAX", default=20),
         "timeout": env.float("SYNAPSE_DB_POOL_TIMEOUT", default=1.5),
+        # psycopg's connection, able to wait for its socket on the event loop (synapse/loop_db.py).
+        "connection_class": BridgedConnection,
     }
     # Two roles (synapse/db_roles.py): migrations run as the tables' owner, requests as
     # DATABASE_URL's role, which each `migrate_locked` grants rows but no way around the triggers.
@@ -216,6 +219,10 @@ SYNAPSE = {
     # PostgreSQL: the audit rows of requests finishing together commit in one transaction
     # (audit/group_commit.py). Off: each request commits its own row, as on SQLite.
     "AUDIT_GROUP_COMMIT": env.bool("SYNAPSE_AUDIT_GROUP_COMMIT", default=True),
+    # PostgreSQL: the /v1 and /mcp database hops run on the worker's event loop, in a greenlet
+    # (synapse/loop_db.py); off, or with Redis counters (their client would block the loop),
+    # on the worker's database threads.
+    "DB_ON_LOOP": env.bool("SYNAPSE_DB_ON_LOOP", default=True),
 }
 
 # The counter store behind rate limits, token reservations and spend (docs/LIMITS.md):

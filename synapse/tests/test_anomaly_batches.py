@@ -35,7 +35,12 @@ def test_evaluations_gather_into_one_batch_in_order(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(anomalies, "alerts_observe_request", observe)
     batches: list[int] = []
     batch = anomalies._observe_batch
-    monkeypatch.setattr(anomalies, "_observe_batch", lambda pending: (batches.append(len(pending)), batch(pending)))
+
+    def counted(pending: list[anomalies._Pending]) -> None:
+        batches.append(len(pending))
+        batch(pending)
+
+    monkeypatch.setattr(anomalies, "_observe_batch", counted)
     monkeypatch.setattr(anomalies, "BATCH_DELAY", 0.2)
     evaluations = anomalies._Evaluations()
     for n in range(5):
