@@ -334,7 +334,10 @@ def group_commit_enabled(alias: str | None = None) -> bool:
     """Rows are grouped on PostgreSQL (SYNAPSE_AUDIT_GROUP_COMMIT, on by default); SQLite
     serialises its writers anyway, and its chain step runs in Python per row."""
     alias = alias or router.db_for_write(AuditEvent)
-    return bool(settings.SYNAPSE.get("AUDIT_GROUP_COMMIT", True)) and connections[alias].vendor == "postgresql"
+    # The engine from the settings, not `connections[alias].vendor`: on an event loop each
+    # request's context would get a connection wrapper of its own just to answer this.
+    engine = connections.settings[alias]["ENGINE"]
+    return bool(settings.SYNAPSE.get("AUDIT_GROUP_COMMIT", True)) and engine == "django.db.backends.postgresql"
 
 
 def group_committer(alias: str | None = None) -> GroupCommitter:

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.postgresql.base import DatabaseWrapper
 
 from .pg_connection import Hop
 from .pool_check import checked_out_recently
@@ -56,7 +57,9 @@ def idle_connection() -> bool:
     tries the next, which must not stall the loop — a database thread takes that hop. psycopg_pool
     keeps its idle connections in `_pool` and hands out the leftmost (psycopg-pool is pinned in
     requirements.txt; synapse/tests/test_loop_db.py fails if that changes)."""
-    pool = getattr(connections[DEFAULT_DB_ALIAS], "pool", None)
+    # The pool from the backend's class, not `connections[...]`: on the loop each request's
+    # context would get a connection wrapper of its own just to find it.
+    pool = DatabaseWrapper._connection_pools.get(DEFAULT_DB_ALIAS)  # type: ignore[attr-defined]
     idle = getattr(pool, "_pool", None)
     return bool(idle) and checked_out_recently(idle[0])  # type: ignore[index]
 
