@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 import weakref
 from asyncio import events
 from collections.abc import Awaitable, Callable
@@ -44,9 +45,15 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-# The connections' holder of each hop, kept for the next one: Django's wrappers cache per
-# connection what is costly to work out (routing/rows.py's converters, say).
-_spare: list[dict[str, Any]] = []
+# The connections' holder of each hop, kept for the next one on the same thread (Django's
+# wrappers belong to the thread that made them, and cache per connection what is costly to
+# work out: routing/rows.py's converters, say).
+class _Spare(threading.local):
+    def __init__(self) -> None:
+        self.holders: list[dict[str, Any]] = []
+
+
+_spare = _Spare()
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
@@ -86,7 +93,7 @@ def _enter(hop: Hop, value: Any, error: BaseException | None) -> Any:
 async def _drive(hop: Hop, slots: asyncio.Semaphore, elsewhere: Callable[[], Awaitable[Any]]) -> Any:
     async with slots:
         if not idle_connection():
-            _spare.append(hop.connections)
+            _spare.holders.append(hop.connections)
             return await elsewhere()
         try:
             value: Any = None
@@ -100,7 +107,7 @@ async def _drive(hop: Hop, slots: asyncio.Semaphore, elsewhere: Callable[[], Awa
                 except BaseException as exc:  # noqa: BLE001  # thrown into the hop, where psycopg handles it
                     value, error = None, exc
         finally:
-            _spare.append(hop.connections)
+            _spare.holders.append(hop.connections)
 
 
 async def run_on_loop(
@@ -115,6 +122,6 @@ async def run_on_loop(
     if slots is None:
         slots = _slots[loop] = asyncio.Semaphore(limit)
     context = contextvars.copy_context()
-    hop = Hop(functools.partial(context.run, call), _spare.pop() if _spare else {})
+    hop = Hop(functools.partial(context.run, call), _spare.holders.pop() if _spare.holders else {})
     task: asyncio.Future[T] = asyncio.ensure_future(_drive(hop, slots, elsewhere))
     return await asyncio.shield(task)
