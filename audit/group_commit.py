@@ -2,7 +2,9 @@
 go to the chain in one transaction — one chain-lock hold, one commit, one WAL flush.
 
 A request hands its row (and a companion write that goes with it, e.g. its limit settlement)
-to the process's writer thread and waits. The writer takes everything queued, computes each
+to the process's writer and waits: a thread (`submit`), or, where the caller's event loop runs
+its database work itself, batches written one after another on that loop (`write`). The writer
+takes everything queued, computes each
 row's columns and digest, runs the batch's companion writes (each atomic by itself: usually one
 autocommitted statement), then inserts the rows with one autocommitted multi-row INSERT (the
 trigger chains them in order under one advisory-lock hold; the statement is its own
@@ -75,7 +77,7 @@ class Written:
 
 @dataclass(slots=True)
 class _Item:
-    values: Callable[[], dict[str, Any]]  # the row's columns, computed on the writer thread
+    values: Callable[[], dict[str, Any]]  # the row's columns, computed by the writer
     companion: Companion | None  # written before the rows, committed by itself
     payload: Any
     future: Future[Any] | asyncio.Future[Any]

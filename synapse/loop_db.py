@@ -33,7 +33,7 @@ import threading
 import weakref
 from asyncio import events
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.postgresql.base import DatabaseWrapper
@@ -41,7 +41,6 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 from .pg_connection import Hop
 from .pool_check import checked_out_recently
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -110,9 +109,7 @@ async def _drive(hop: Hop, slots: asyncio.Semaphore, elsewhere: Callable[[], Awa
             _spare.holders.append(hop.connections)
 
 
-async def run_on_loop(
-    call: Callable[[], T], *, limit: int, elsewhere: Callable[[], Awaitable[T]]
-) -> T:
+async def run_on_loop(call: Callable[[], T], *, limit: int, elsewhere: Callable[[], Awaitable[T]]) -> T:
     """`call()` in a greenlet on this loop, in a copy of the caller's context; at most `limit`
     hops at once (each holds a pool connection while it runs); `elsewhere()` instead when the
     pool has no connection free. Like a thread hop, a hop whose caller is cancelled runs to its
