@@ -122,6 +122,7 @@ _threads_lock = threading.Lock()
 OTHER_DB_THREADS = 2
 
 
+@functools.cache  # read on every hop (the loop's bound); settings do not change in a running worker
 def db_threads() -> int:
     """How many database threads a worker keeps: SYNAPSE_DB_THREADS, else what the pool's max
     size leaves for them beside the audit writer and the anomaly thread (a thread more than
