@@ -84,6 +84,17 @@ def _fresh_alert_state() -> Iterator[None]:
     clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_scope_cache() -> Iterator[None]:
+    """Kept key scopes (teams/scope_cache.py): a rolled-back test takes its stamp moves with it,
+    so a scope kept in one test could match the stamp of the next."""
+    from teams.scope_cache import scope_cache_clear
+
+    scope_cache_clear()
+    yield
+    scope_cache_clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _flush_past_append_only_triggers() -> Iterator[None]:
     """Transactional tests end with a flush (TRUNCATE / DELETE of every table), which the audit

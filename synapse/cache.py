@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.db import connections
 
+from teams.scope_stamp import ScopeChangedError
+
 if TYPE_CHECKING:
     from teams.limits import Count  # key, amount, ttl, limit, give_back
 
@@ -106,15 +108,20 @@ class CounterCache(BaseCache):
         SQLite has one writer, so nothing waits between a request's per-counter statements."""
         return connections[self._alias].vendor == "postgresql" and self._table == "synapse_counter"
 
-    def hold(self, counts: Sequence[Count], *, stop: bool, commit: bool = False) -> tuple[list[int | None], bool]:
+    def hold(
+        self, counts: Sequence[Count], *, stop: bool, commit: bool = False, stamp: int | None = None
+    ) -> tuple[list[int | None], bool]:
         """Add to several counters in order, in one statement (migration synapse/0002 says why
         and what each field means). Returns each reached counter's total before any give-back,
-        ending with None at a counter that must exist and does not; and whether it committed.
+        ending with None at a counter that must exist and does not; and whether it committed
+        (outside a transaction the statement commits itself).
 
         `commit`: the caller's transaction ends here; if it is the outermost one, its COMMIT is
         sent with the statement, so the counter rows are unlocked as soon as the server has run
         it, not a client round trip later (which, on a busy worker, waits for the GIL first).
         Django's own commit at the block's end then finds nothing to do.
+        `stamp`: hold only while the scope stamp is this (teams/migrations/0006); `ScopeChangedError`
+        without any change when it has moved.
         """
         now = time.time()
         self._maybe_prune(now)  # first: not while the held rows are locked
@@ -122,10 +129,14 @@ class CounterCache(BaseCache):
         commit = commit and len(connection.atomic_blocks) == 1  # never a caller's enclosing transaction
         # One JSON parameter: client-side quoting of an array per field cost more than the call.
         payload = json.dumps([[self.make_and_validate_key(key), _integer(amount), *rest] for key, amount, *rest in counts])
-        rows = self._execute(
-            "SELECT synapse_counter_hold(%s::jsonb, %s::float8, %s)" + ("; COMMIT" if commit else ""), [payload, now, stop]
-        )
-        return list(rows[0][0]), commit
+        if stamp is None:
+            sql, params = "SELECT synapse_counter_hold(%s::jsonb, %s::float8, %s)", [payload, now, stop]
+        else:
+            sql, params = "SELECT synapse_counter_hold_at(%s::bigint, %s::jsonb, %s::float8, %s)", [stamp, payload, now, stop]
+        rows = self._execute(sql + ("; COMMIT" if commit else ""), params)
+        if rows[0][0] is None:
+            raise ScopeChangedError
+        return list(rows[0][0]), commit or not connection.in_atomic_block
 
     def adjust(self, deltas: Sequence[tuple[str, int]]) -> list[int | None]:
         """Add each delta to its live counter, in the order given, in one statement (migration

@@ -104,6 +104,17 @@ class RequestContext:
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0
 
+    def scope_restart(self, body: dict[str, Any]) -> None:
+        """Undo what the first hop did on a kept scope that turned out stale (pipeline._load_scope):
+        it is done again on the key read afresh. Nothing was held; `body` is the request as it
+        was before DLP rewrote it."""
+        self.body = body
+        self.dlp = None
+        self.prompt_scan = None
+        self.prompt_unscanned = None
+        self.scan_deferred = False
+        self.reservation = None
+
     def reject(self, *, decision: Decision, status: int, code: str | None, message: str) -> None:
         self.decision = decision
         self.status = status

@@ -44,6 +44,7 @@ from routing.selectors import Route
 from routing.services import backend_health_settle
 from teams.limits import Settlement, SpendLevel, limits_reserve, limits_settle_many
 from teams.scope import bind_system_prompt
+from teams.scope_cache import ScopeChangedError, scope_cache_enabled, scope_forget, scope_kept, scope_read, scope_stamp_verify
 from teams.selectors import KeyScope, allowed_model_names, api_key_authenticate_for
 from teams.tokens import count_chat, count_output
 
@@ -90,13 +91,28 @@ _MILLION = Decimal(1_000_000)
 
 
 def _load_scope(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope | None, Route | None]:
+    cacheable = bool(model) and ctx.endpoint in GOVERNED_ENDPOINTS and scope_cache_enabled()
+    kept = scope_kept(raw_key, model=model) if cacheable else None
+    if kept is not None:
+        # No transaction: the holds' one statement checks the kept scope and commits itself.
+        body = ctx.body
+        try:
+            return _scope_and_holds(ctx, kept.scope, kept.route, stamp=kept.stamp)
+        except ScopeChangedError:
+            scope_forget(raw_key, model=model)
+            ctx.scope_restart(body)  # nothing was held: start the hop over on a fresh read
     # One transaction for the hop's reads and holds: one commit, not one per statement.
     with transaction.atomic():
-        return _scope_and_holds(raw_key, model, ctx)
+        # One statement for the key and the route.
+        scope, route = scope_read(raw_key, model=model) if cacheable else api_key_authenticate_for(raw_key, model=model)
+        return _scope_and_holds(ctx, scope, route)
 
 
-def _scope_and_holds(raw_key: str, model: str, ctx: RequestContext) -> tuple[KeyScope | None, Route | None]:
-    scope, route = api_key_authenticate_for(raw_key, model=model)  # one statement for both
+def _scope_and_holds(
+    ctx: RequestContext, scope: KeyScope | None, route: Route | None, *, stamp: int | None = None
+) -> tuple[KeyScope | None, Route | None]:
+    """DLP's prompt scan and the limits' holds for a valid key and route. `stamp`: the scope was
+    kept between requests (teams/scope_cache.py); checked here, by the holds or on its own."""
     if scope is not None and route is not None and ctx.endpoint in GOVERNED_ENDPOINTS:
         # DLP: the team's policy rides this hop too (cached per worker, reloaded on change).
         policy = dlp_policy(team_id=scope.team_id)
@@ -104,14 +120,16 @@ def _scope_and_holds(raw_key: str, model: str, ctx: RequestContext) -> tuple[Key
         field = _prompt_field(ctx)
         if field is not None and ctx.dlp.prompt_size(ctx.body) > settings.SYNAPSE["DLP_LARGE_PROMPT_BYTES"]:
             ctx.scan_deferred = True  # scanned on the scan pool, then reserved (_authorise)
-            return scope, route
-        if field is not None:
-            _prescan(ctx, ctx.dlp, field)
-        _reserve(ctx, scope, route)
+        else:
+            if field is not None:
+                _prescan(ctx, ctx.dlp, field)
+            _reserve(ctx, scope, route, stamp=stamp)
+    if stamp is not None and not (ctx.reservation is not None and ctx.reservation.stamp_checked):
+        scope_stamp_verify(stamp)  # nothing held on the database that could check it
     return scope, route
 
 
-def _reserve(ctx: RequestContext, scope: KeyScope, route: Route) -> None:
+def _reserve(ctx: RequestContext, scope: KeyScope, route: Route, *, stamp: int | None = None) -> None:
     if ctx.prompt_unscanned is not None:
         # Refused before the limits are enforced: counting the tokens of a prompt too big or
         # too costly to scan (seconds for megabytes of digits) would be work for nothing.
@@ -127,9 +145,13 @@ def _reserve(ctx: RequestContext, scope: KeyScope, route: Route) -> None:
         output_price_per_mtok=route.output_price_per_mtok,
         system_prompt=scope.system_prompt if ctx.endpoint in CHAT_ENDPOINTS else "",
         now=ctx.received_at,
-        commit=True,  # the hop's transaction ends with the holds (_load_scope, _reserve_alone)
+        # The hop's transaction ends with the holds (_load_scope, _reserve_alone); on a kept
+        # scope the hop has none (the statement commits itself).
+        commit=stamp is None,
+        stamp=stamp,
     )
-    if ctx.reservation.unavailable and ctx.reservation.rolled_back_with_transaction():
+    in_transaction = transaction.get_connection().in_atomic_block  # not on a kept scope (_load_scope)
+    if ctx.reservation.unavailable and ctx.reservation.rolled_back_with_transaction() and in_transaction:
         # The counter store failed inside this transaction: roll it back whole, so the
         # request holds nothing settlement would later correct.
         transaction.set_rollback(True)

@@ -223,6 +223,10 @@ SYNAPSE = {
     # (synapse/loop_db.py); off, or with Redis counters (their client would block the loop),
     # on the worker's database threads.
     "DB_ON_LOOP": env.bool("SYNAPSE_DB_ON_LOOP", default=True),
+    # PostgreSQL: a worker keeps each key's scope and route between requests and checks them
+    # against the scope stamp in the statement that holds the request's limits
+    # (teams/scope_cache.py). Off: every request reads its key first.
+    "SCOPE_CACHE": env.bool("SYNAPSE_SCOPE_CACHE", default=True),
 }
 
 # The counter store behind rate limits, token reservations and spend (docs/LIMITS.md):

@@ -44,6 +44,7 @@ from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
 from .budgets import BudgetScope, spent_in_period, to_nano
 from .concurrency import Slot, concurrency_acquire, concurrency_release
 from .periods import period_bounds
+from .scope_stamp import ScopeChangedError
 from .selectors import KeyScope
 from .tokens import TokenCount, count_chat, count_input
 
@@ -131,6 +132,8 @@ class Reservation:
     unavailable: bool = False
     settled: bool = False
     committed: bool = False  # the holds were committed as they were made (`limits_reserve(commit=True)`)
+    stamp: int | None = None  # the kept scope's stamp, checked by the first hold (`limits_reserve`)
+    stamp_checked: bool = False
 
     def rolled_back_with_transaction(self) -> bool:
         """Forget the holds if the counter store is the database (they go with a rolled-back
@@ -180,6 +183,7 @@ def limits_reserve(
     system_prompt: str = "",
     now: datetime | None = None,
     commit: bool = False,
+    stamp: int | None = None,
 ) -> Reservation:
     """Count, check and hold everything one request needs; never raises for a breach.
 
@@ -187,8 +191,11 @@ def limits_reserve(
     In enforce mode the first breach stops the checks that follow (nothing more is held).
     `commit`: the caller's transaction ends with the holds, and may be committed with them in
     the same round trip (the database store does, when it is the outermost transaction).
+    `stamp`: the scope was kept between requests under this stamp (teams/scope_cache.py); the
+    first hold on the database runs only while it is unchanged, else `ScopeChangedError` is raised
+    with nothing held. `Reservation.stamp_checked` says whether a hold checked it.
     """
-    reservation = Reservation()
+    reservation = Reservation(stamp=stamp)
     now = now or timezone.now()
     try:
         _caps(reservation, scope=scope, endpoint=endpoint, body=body, model=model, system_prompt=system_prompt)
@@ -206,6 +213,8 @@ def limits_reserve(
         else:
             planned = _requests_per_minute(scope) + _tokens_and_spend(reservation, scope=scope, now=now, prices=prices)
             _hold(reservation, scope=scope, planned=planned, commit=commit)
+    except ScopeChangedError:
+        raise
     except Exception:
         # Redis down, database gone: the pipeline fails closed for enforced keys (503).
         logger.exception("the counter store failed while reserving for key %s", scope.key_id)
@@ -352,7 +361,9 @@ def _hold(reservation: Reservation, *, scope: KeyScope, planned: list[_Planned],
     while planned:
         counts = [item.count for item in planned]
         if hold is not None:
-            totals, committed = hold(counts, stop=stop, commit=commit)
+            stamp = None if reservation.stamp_checked else reservation.stamp
+            totals, committed = hold(counts, stop=stop, commit=commit, stamp=stamp)
+            reservation.stamp_checked = True
             reservation.committed = reservation.committed or committed
         else:
             totals = _hold_each(counters, counts, stop=stop)

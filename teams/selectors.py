@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Model
+from django.db.models import BigIntegerField, Model
 from django.utils import timezone
 
 from routing.rows import Expr, Select
@@ -123,9 +123,16 @@ _SCOPE = Select(tables=_SCOPE_TABLES, columns=_SCOPE_COLUMNS, rest=f"{_SCOPE_FRO
 # its allowlist: the request's first hop makes one round trip for both. The route's columns
 # are read as `route.<name>`; NULL when the model is unknown or not on the allowlist.
 _ROUTE_PREFIX = "route."
+# The scope stamp (teams/migrations/0006) is read in the same statement, so in the same
+# snapshot as the rows: a scope kept between requests is kept under the stamp it was read at.
+_STAMP = Expr("(SELECT generation FROM synapse_scope_stamp WHERE id = 1)", BigIntegerField())
 _SCOPE_AND_ROUTE = Select(
     tables={**_SCOPE_TABLES, **ROUTE_TABLES},
-    columns={**_SCOPE_COLUMNS, **{_ROUTE_PREFIX + name: spec for name, spec in ROUTE_COLUMNS.items()}},
+    columns={
+        **_SCOPE_COLUMNS,
+        "scope_stamp": _STAMP,
+        **{_ROUTE_PREFIX + name: spec for name, spec in ROUTE_COLUMNS.items()},
+    },
     rest=f"""{_SCOPE_FROM}
       LEFT JOIN (teams_apikeymodel a
                  JOIN routing_model m ON m.id = a.model_id AND m.name = %s
@@ -148,8 +155,9 @@ def _key_scope(row: dict[str, Any]) -> KeyScope:
 def api_key_authenticate(raw: str) -> KeyScope | None:
     """The key's scope, or None for unknown, malformed, revoked, expired or unsealed keys alike.
 
-    Deliberately uncached: one indexed query per request is what makes revocation take
-    effect on the very next request in every worker and replica.
+    Uncached: one indexed query, so revocation takes effect on the very next request in every
+    worker and replica. The request pipeline keeps scopes between requests only under the
+    scope stamp, checked on every request (teams/scope_cache.py).
     """
     parsed = parse_key(raw)
     if parsed is None:
@@ -167,15 +175,33 @@ def api_key_authenticate_for(raw: str, *, model: str) -> tuple[KeyScope | None, 
     for: the key alone)."""
     if not model:
         return api_key_authenticate(raw), None
+    read = api_key_read_for(raw, model=model)
+    return (read.scope, read.route) if read is not None else (None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRead:
+    """A valid key's scope and route as one statement read them, with what a worker needs to
+    keep them between requests (teams/scope_cache.py)."""
+
+    scope: KeyScope
+    route: Route | None
+    stamp: int | None  # the scope stamp in the same snapshot (None: no stamp row)
+    secret_hash: str
+    expires_at: datetime | None
+
+
+def api_key_read_for(raw: str, *, model: str) -> ScopeRead | None:
+    """`api_key_authenticate_for` of a non-empty `model`, with the stamp; None for an invalid key."""
     parsed = parse_key(raw)
     if parsed is None:
-        return None, None
+        return None
     lookup_id, secret = parsed
     row = _SCOPE_AND_ROUTE.one([model, lookup_id])
     if not _valid(row, lookup_id=lookup_id, secret=secret) or row is None:
-        return None, None
+        return None
     route = route_from_row({name[len(_ROUTE_PREFIX) :]: value for name, value in row.items() if name.startswith(_ROUTE_PREFIX)})
-    return _key_scope(row), route
+    return ScopeRead(_key_scope(row), route, row["scope_stamp"], row["secret_hash"], row["expires_at"])
 
 
 def _valid(row: dict[str, Any] | None, *, lookup_id: str, secret: str) -> bool:

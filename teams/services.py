@@ -189,7 +189,8 @@ def _active_key_named(*, team: Team, name: str) -> bool:
 
 @transaction.atomic
 def api_key_revoke(*, api_key: ApiKey, revoked_by: User | None = None, reason: str = "") -> ApiKey:
-    """Revoke now; every worker refuses the key from its next request (keys are not cached)."""
+    """Revoke now; every worker refuses the key from its next request (a scope a worker kept is
+    checked against the scope stamp this write moves: teams/scope_cache.py)."""
     if api_key.revoked_at is not None:
         return api_key
     api_key.revoked_at = timezone.now()

@@ -139,6 +139,25 @@ def test_a_revoked_key_is_refused_by_every_worker(gateway: Gateway, sensitive_ke
             gateway.openai(sensitive_key.plaintext).models.list()
 
 
+def test_a_revoked_key_is_refused_by_every_worker_that_kept_its_scope(
+    gateway: Gateway, sensitive_key: IssuedKey, onprem_upstream: FakeOpenAI
+) -> None:
+    def ask() -> object:
+        return gateway.openai(sensitive_key.plaintext).chat.completions.create(
+            model="llama-3-8b", messages=[{"role": "user", "content": "hi"}]
+        )
+
+    for _ in range(8):  # new connections: every worker serves some, and keeps the key's scope
+        ask()
+    api_key_revoke(api_key=sensitive_key.api_key, reason="use case withdrawn")
+    for _ in range(8):
+        with pytest.raises(openai.AuthenticationError):
+            ask()
+    assert len(onprem_upstream.received) == 8
+    statuses = list(AuditEvent.objects.filter(event_type="request").order_by("seq").values_list("status", flat=True))
+    assert statuses == [200] * 8 + [401] * 8
+
+
 def test_upstream_failure_is_a_502_and_audited(gateway: Gateway, sensitive_key: IssuedKey, onprem_upstream: FakeOpenAI) -> None:
     from tests.fakes.base import Reply
 

@@ -25,7 +25,8 @@ def test_it_adds_in_order_and_stops_at_a_breach_giving_its_amount_back(counters:
     counts = [("rpm", 1, 65.0, 10, False), ("tpm", 20, 65.0, 100, True), ("spend", 5, None, 50, True)]
     totals, committed = counters.hold(counts, stop=True)
     # rpm created at 1; tpm 90 + 20 = 110 over 100: given back, and the spend counter not reached.
-    assert totals == [1, 110] and committed is False
+    # Outside a transaction the statement commits itself.
+    assert totals == [1, 110] and committed is True
     assert counters.get("rpm") == 1 and counters.get("tpm") == 90 and counters.get("spend") is None
     # Without stop (monitor mode) every counter is reached; a missing one that must exist ends it.
     totals, _ = counters.hold([("rpm", 1, 65.0, 1, False), ("spend", 5, None, 50, True)], stop=False)
@@ -50,6 +51,10 @@ def test_it_commits_the_callers_transaction_only_when_that_is_the_outermost(coun
                 assert cursor.fetchone() == (1,)
         finally:
             other.close()
+    with transaction.atomic():
+        _, committed = counters.hold([("rpm", 1, 65.0, 10, False)], stop=True)
+        assert committed is False  # the caller's transaction commits it
+        transaction.set_rollback(True)
     with transaction.atomic(), transaction.atomic():  # a savepoint inside a caller's transaction
         _, committed = counters.hold([("rpm", 1, 65.0, 10, False)], stop=True, commit=True)
         assert committed is False
