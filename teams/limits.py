@@ -36,7 +36,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 from django_ratelimit import ALL
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key
@@ -361,9 +361,10 @@ def _hold(reservation: Reservation, *, scope: KeyScope, planned: list[_Planned],
     while planned:
         counts = [item.count for item in planned]
         if hold is not None:
-            stamp = None if reservation.stamp_checked else reservation.stamp
-            totals, committed = hold(counts, stop=stop, commit=commit, stamp=stamp)
-            reservation.stamp_checked = True
+            # The stamp lives with the keys: a hold checks it only on the keys' database.
+            checks = not reservation.stamp_checked and getattr(counters, "alias", None) == DEFAULT_DB_ALIAS
+            totals, committed = hold(counts, stop=stop, commit=commit, stamp=reservation.stamp if checks else None)
+            reservation.stamp_checked = reservation.stamp_checked or checks
             reservation.committed = reservation.committed or committed
         else:
             totals = _hold_each(counters, counts, stop=stop)
