@@ -7,7 +7,8 @@ import pytest
 
 from audit.models import AuditEvent
 from conftest import BOUND_PROMPT, Gateway
-from teams.services import IssuedKey, api_key_revoke
+from teams.models import Classification
+from teams.services import IssuedKey, api_key_issue, api_key_revoke
 from tests.fakes.openai import FakeOpenAI
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.gateway]
@@ -139,17 +140,25 @@ def test_a_revoked_key_is_refused_by_every_worker(gateway: Gateway, sensitive_ke
             gateway.openai(sensitive_key.plaintext).models.list()
 
 
+@pytest.mark.parametrize("limited", [False, True], ids=["stamp checked alone", "stamp checked by the holds"])
 def test_a_revoked_key_is_refused_by_every_worker_that_kept_its_scope(
-    gateway: Gateway, sensitive_key: IssuedKey, onprem_upstream: FakeOpenAI
+    gateway: Gateway, sensitive_key: IssuedKey, onprem_upstream: FakeOpenAI, limited: bool
 ) -> None:
+    issued = sensitive_key
+    if limited:
+        issued = api_key_issue(
+            team=sensitive_key.api_key.team, name="Limited", system_prompt=BOUND_PROMPT, models=["llama-3-8b"],
+            classification=Classification.SENSITIVE, rpm=1000, tpm=1_000_000,
+        )  # fmt: skip
+
     def ask() -> object:
-        return gateway.openai(sensitive_key.plaintext).chat.completions.create(
+        return gateway.openai(issued.plaintext).chat.completions.create(
             model="llama-3-8b", messages=[{"role": "user", "content": "hi"}]
         )
 
     for _ in range(8):  # new connections: every worker serves some, and keeps the key's scope
         ask()
-    api_key_revoke(api_key=sensitive_key.api_key, reason="use case withdrawn")
+    api_key_revoke(api_key=issued.api_key, reason="use case withdrawn")
     for _ in range(8):
         with pytest.raises(openai.AuthenticationError):
             ask()
