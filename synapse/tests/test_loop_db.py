@@ -7,7 +7,8 @@ import threading
 import time
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, transaction
+from django.db.backends.postgresql.base import DatabaseWrapper
 
 from synapse import db, loop_db
 
@@ -113,9 +114,17 @@ def test_with_no_connection_free_the_hop_goes_to_a_database_thread(monkeypatch: 
     assert name.startswith("synapse-db")
 
 
+def _idle_connections() -> int:
+    pool = DatabaseWrapper._connection_pools.get(DEFAULT_DB_ALIAS)  # type: ignore[attr-defined]
+    return len(getattr(pool, "_pool", ()))
+
+
 def test_a_connection_that_sat_unused_is_checked_on_a_database_thread_not_on_the_loop() -> None:
     async def run() -> tuple[str, str]:
-        await db.run_db(_backend_after_sleep, 0)
+        # The pool hands out its least recently returned connection first: hand each idle one
+        # out now (one left unused by an earlier test would be stale, and taken by a thread).
+        for _ in range(_idle_connections() + 1):
+            await db.run_db(_backend_after_sleep, 0)
         _, fresh = await db.run_db(_backend_after_sleep, 0)
         await asyncio.sleep(1.1)  # pool_check.RECENT_SECONDS: the next checkout pings first
         _, stale = await db.run_db(_backend_after_sleep, 0)
