@@ -150,8 +150,9 @@ def _reserve(ctx: RequestContext, scope: KeyScope, route: Route, *, stamp: int |
         commit=stamp is None,
         stamp=stamp,
     )
-    in_transaction = transaction.get_connection().in_atomic_block  # not on a kept scope (_load_scope)
-    if ctx.reservation.unavailable and ctx.reservation.rolled_back_with_transaction() and in_transaction:
+    reservation = ctx.reservation
+    # Only inside the hop's transaction: a kept scope's hop has none (_load_scope).
+    if reservation.unavailable and reservation.rolled_back_with_transaction() and transaction.get_connection().in_atomic_block:
         # The counter store failed inside this transaction: roll it back whole, so the
         # request holds nothing settlement would later correct.
         transaction.set_rollback(True)
