@@ -78,12 +78,6 @@ def _normal_ip(value: str) -> str | None:
         return None  # e.g. a unix-socket peer: no address to record
 
 
-@functools.cache
-def json_columns() -> frozenset[str]:
-    """The chained columns that hold JSON (a raw INSERT passes them as JSON)."""
-    return frozenset(name for name, (kind, _) in _column_kinds().items() if kind == "json")
-
-
 def normalise_values(values: dict[str, Any]) -> dict[str, Any]:
     """Coerce values to exactly what the database stores, so the digest computed now is the
     digest `verify_audit` recomputes from the stored row."""

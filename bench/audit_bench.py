@@ -7,8 +7,10 @@ Creates (and drops) its own PostgreSQL database, migrates it, then measures:
    trigger;
 2. rows per second from 8 writer processes, chained vs the trigger-less copy (the chain
    serialises commits on one advisory lock: this is its price), and chained through each
-   process's group committer with 16 concurrent requests per process (what a gateway worker
-   does: the rows of requests finishing together share one transaction and one flush);
+   process's group committer with 16 concurrent requests per process, the rows of requests
+   finishing together sharing one transaction and one flush: on the event loop, batches written
+   by the loop's own database hops (what a gateway worker on PostgreSQL does), and from request
+   threads through the writer thread (where hops run on database threads instead);
 3. `verify_audit` speed over the rows just written.
 Nothing here asserts: these are measurements. Run: `.venv/bin/python bench/audit_bench.py`
 (PostgreSQL at 127.0.0.1:5432; BENCH_ADMIN_DATABASE_URL to point elsewhere).
@@ -185,12 +187,52 @@ def _grouped_writer(barrier: Any, counts: Any, index: int) -> None:
     counts[index] = sum(done)
 
 
-def _throughput(chained: bool, grouped: bool = False) -> float:
+def _loop_writer(barrier: Any, counts: Any, index: int) -> None:
+    """IN_FLIGHT requests on one event loop, each awaiting its row's commit through the group
+    committer, whose batches run as database hops on that loop, as in a gateway worker."""
+    import asyncio
+
+    _setup()
+    from audit.group_commit import group_committer
+    from audit.services import request_values
+    from synapse.audit_record import request_record
+    from synapse.db import on_loop, run_db
+
+    if not on_loop():
+        raise RuntimeError("database hops do not run on the event loop with these settings")
+    ctx = _context()
+    committer = group_committer()
+    done = [0] * IN_FLIGHT
+
+    async def request(slot: int, stop_at: float) -> None:
+        while time.perf_counter() < stop_at:
+            await committer.write(values=lambda: request_values(request_record(ctx)), run=run_db)
+            done[slot] += 1
+
+    async def main() -> None:
+        await committer.write(values=lambda: request_values(request_record(ctx)), run=run_db)  # connect
+        barrier.wait()
+        stop_at = time.perf_counter() + SECONDS
+        await asyncio.gather(*(request(slot, stop_at) for slot in range(IN_FLIGHT)))
+
+    asyncio.run(main())
+    counts[index] = sum(done)
+
+
+def _commits() -> int:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (DB_NAME,)).fetchone()
+    assert row is not None  # the benchmark's database exists while it runs
+    return int(row[0])
+
+
+def _throughput(chained: bool, grouped: str = "") -> float:
     spawn = multiprocessing.get_context("spawn")
     counts = spawn.Array("q", WRITERS)
     barrier = spawn.Barrier(WRITERS)
     if grouped:
-        processes = [spawn.Process(target=_grouped_writer, args=(barrier, counts, i)) for i in range(WRITERS)]
+        target = _loop_writer if grouped == "loop" else _grouped_writer
+        processes = [spawn.Process(target=target, args=(barrier, counts, i)) for i in range(WRITERS)]
     else:
         processes = [
             spawn.Process(target=_writer, args=(chained, barrier, 10_000_000 * (i + 1), counts, i)) for i in range(WRITERS)
@@ -245,13 +287,18 @@ def main() -> None:
 
         rate_plain = _throughput(chained=False)
         rate_chained = _throughput(chained=True)
-        rate_grouped = _throughput(chained=True, grouped=True)
         print(f"{WRITERS} writer processes, {SECONDS:.0f} s each:   without chain {rate_plain:8.0f} rows/s")
         print(f"{WRITERS} writer processes, {SECONDS:.0f} s each:   chained       {rate_chained:8.0f} rows/s (a commit per row)")
-        print(
-            f"{WRITERS} writer processes, {SECONDS:.0f} s each:   chained       {rate_grouped:8.0f} rows/s "
-            f"(group commit, {IN_FLIGHT} requests in flight per process)"
-        )
+        for grouped, how in (("loop", "on the event loop, as a gateway worker"), ("thread", "through the writer thread")):
+            commits = _commits()
+            rate = _throughput(chained=True, grouped=grouped)
+            # pg_stat_database lags up to a second behind the backends that just exited.
+            time.sleep(1.5)
+            per_commit = rate * SECONDS / max(1, _commits() - commits)
+            print(
+                f"{WRITERS} writer processes, {SECONDS:.0f} s each:   chained       {rate:8.0f} rows/s "
+                f"(group commit {how}, {IN_FLIGHT} requests in flight per process; {per_commit:.1f} rows per commit)"
+            )
 
         start = time.perf_counter()
         report = audit_chain_verify()

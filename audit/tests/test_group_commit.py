@@ -4,6 +4,7 @@ that holds its row, and one bad row costs only its own request."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, wait
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,42 @@ def test_rows_from_many_threads_make_one_chain_in_fewer_commits(committer: Group
         f"req_{t * 100 + i}" for t in range(8) for i in range(25)
     }
     assert committer.batches < 200  # rows that arrived together were committed together
+
+
+def test_one_batch_of_varied_rows_is_stored_as_given_in_the_order_given(committer: GroupCommitter) -> None:
+    """A batch goes to the server as one array per column: rows whose columns are null in some
+    rows and set in others, JSON of different shapes, decimals, addresses and text come back as
+    written, chained in the order they were queued, in one commit."""
+    varied: list[dict[str, Any]] = [
+        {"dlp": [{"category": "pii", "count": 2}], "cost": Decimal("0.00000414"), "client_ip": "10.0.0.1"},
+        {"detail": {"rpc_method": "tools/call", "nested": {"ü": [1, None, "x"]}}, "client_ip": "::ffff:10.0.0.2"},
+        {"model": "llama-3 «ß»", "prompt_tokens": 12, "latency_ms": 1.25, "stream": True},
+        {},
+        {"attempts": [], "dlp": [], "cost": Decimal("12.5"), "status": 200},
+    ]
+
+    async def run(fn: Callable[..., None], *args: Any) -> None:
+        await asyncio.to_thread(fn, *args)
+
+    async def write_all() -> list[Any]:
+        return await asyncio.gather(
+            *(committer.write(values=_row(n, **extra), run=run) for n, extra in enumerate(varied))
+        )
+
+    written = asyncio.run(write_all())
+
+    assert committer.batches == 1
+    assert [w.seq for w in written] == [1, 2, 3, 4, 5]
+    rows = list(AuditEvent.objects.order_by("seq"))
+    assert [row.request_id for row in rows] == [f"req_{n}" for n in range(len(varied))]
+    assert rows[0].dlp == [{"category": "pii", "count": 2}] and rows[0].cost == Decimal("0.00000414")
+    assert rows[1].detail == {"rpc_method": "tools/call", "nested": {"ü": [1, None, "x"]}}
+    assert rows[1].client_ip == "::ffff:10.0.0.2" and rows[1].cost is None
+    assert rows[2].model == "llama-3 «ß»" and rows[2].prompt_tokens == 12 and rows[2].stream is True
+    assert rows[3].dlp == [] and rows[3].detail == {} and rows[3].client_ip is None
+    assert rows[4].cost == Decimal("12.50000000") and rows[4].status == 200
+    report = audit_chain_verify()
+    assert report.ok and report.events == len(varied), report.line()
 
 
 def test_a_companion_write_commits_with_its_row_and_answers_the_waiter(committer: GroupCommitter) -> None:
