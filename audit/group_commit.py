@@ -4,20 +4,22 @@ go to the chain in one transaction — one chain-lock hold, one commit, one WAL 
 A request hands its row (and a companion write that goes with it, e.g. its limit settlement)
 to the process's writer and waits: a thread (`submit`), or, where the caller's event loop runs
 its database work itself, batches written one after another on that loop (`write`). The writer
-takes everything queued, computes each
-row's columns and digest, runs the batch's companion writes (each atomic by itself: usually one
-autocommitted statement), then inserts the rows with one autocommitted multi-row INSERT (the
-trigger chains them in order under one advisory-lock hold; the statement is its own
-transaction), and only once it has committed releases each waiter. So an answer is never sent
-for a row a crash could lose: a crash before the commit loses rows no client was told about,
-and those requests get no answer either.
+takes everything queued, computes each row's columns and digest, runs the batch's companion
+writes (each atomic by itself: usually one autocommitted statement) and inserts the rows with
+one autocommitted INSERT (the trigger chains them in order under one advisory-lock hold; the
+statement is its own transaction), and only once both are done releases each waiter. So an
+answer is never sent for a row a crash could lose: a crash before the commit loses rows no
+client was told about, and those requests get no answer either.
 
 The companion transaction is kept out of the rows' because the rows' commit waits for the WAL
 flush, and every counter row a settlement updates would stay locked through that wait, holding
 up each request reserving on the same key meanwhile. Its own commit waits for nothing: the
-counter table is UNLOGGED (a circuit-breaker update, rare, is logged and flushed). A crash
-between the two commits loses only a settlement whose request was never answered (its holds
-stay counted: the limits err towards refusing).
+counter table is UNLOGGED (a circuit-breaker update, rare, is logged and flushed). The writer
+thread runs the companions, then the rows; on the loop the two go at once, on two connections,
+so a request waits for the longer round trip rather than both. Either way a crash between the
+two commits loses only a settlement whose request was never answered (its holds stay counted:
+the limits err towards refusing), or a settlement whose row is not written (and whose request
+was not answered either).
 
 Batches form by themselves: while one commits, the next requests queue. Nothing waits on a
 timer, so a lone request pays one thread hand-off, not a delay.
@@ -85,7 +87,7 @@ class _Item:
 
 
 # Runs a sync function with its arguments as a database hop and awaits it (the pipeline's `run_db`).
-Runner = Callable[..., Awaitable[None]]
+Runner = Callable[..., Awaitable[Any]]
 
 
 @dataclass(slots=True)
@@ -169,7 +171,7 @@ class GroupCommitter:
             while queue.items:
                 batch = [queue.items.popleft() for _ in range(min(len(queue.items), self._max_batch))]
                 try:
-                    await run(self._write, batch)
+                    await self._write_beside(batch, run)
                 except BaseException as exc:  # never leave a waiter hanging, whatever went wrong
                     logger.exception("audit batch of %d rows failed", len(batch))
                     for item in batch:
@@ -195,33 +197,90 @@ class GroupCommitter:
                 for item in batch:
                     _fail(item, exc)
 
-    def _write(self, batch: list[_Item]) -> None:
-        rows: list[tuple[_Item, dict[str, Any]]] = []
-        for item in batch:
-            try:
-                rows.append((item, normalise_values(item.values())))
-            except Exception as exc:  # noqa: BLE001  # handed to its waiter: a row that cannot be built fails alone
-                _fail(item, exc)
+    async def _write_beside(self, batch: list[_Item], run: Runner) -> None:
+        """`_write` on the loop, with the batch's companion writes and its INSERT as two hops
+        at once, on two connections: the request waits for the longer of the two round trips,
+        not for both one after the other. Their order then no longer holds, and need not: a
+        companion is safe to repeat and commits by itself either way, the waiters are released
+        only once both are done, and one that fails spares the rows as before. A batch without
+        companions is one hop."""
+        rows = _built(batch)
         if not rows:
             return
-        results: list[Any] = [None] * len(rows)
+        items = [item for item, _ in rows]
+        if all(item.companion is None for item in items):
+            await run(self._settled, rows, [None] * len(rows))
+            return
+        outcome: list[Any] = [None, None]
+
+        async def companions() -> None:
+            try:
+                outcome[0] = await run(self._companions_hop, items)
+            except Exception as exc:  # noqa: BLE001  # only an unreachable database: the rows go on
+                logger.error("the writes that go with %d audit rows failed (%s); the rows are written", len(items), exc)
+                outcome[0] = [None] * len(items)
+
+        async def insert() -> None:
+            await run(self._insert_hop, [row for _, row in rows], outcome)
+
+        # The INSERT first: its round trip, with the flush, is the longer one.
+        await asyncio.gather(insert(), companions())
+        seqs = outcome[1]
+        if isinstance(seqs, Exception):
+            await run(self._failed, rows, outcome[0], seqs)
+            return
+        self.batches += 1
+        for (item, _), result, seq in zip(rows, outcome[0], seqs, strict=True):
+            _done(item, Written(result, seq))
+
+    def _companions_hop(self, items: list[_Item]) -> list[Any]:
+        try:
+            return self._companions(items)
+        except Exception:
+            self._reset()
+            raise
+
+    def _insert_hop(self, rows: list[dict[str, Any]], outcome: list[Any]) -> None:
+        try:
+            outcome[1] = self._insert(rows)
+        except Exception as exc:  # noqa: BLE001  # handled once the companions are done too (_failed)
+            self._reset()
+            outcome[1] = exc
+
+    def _write(self, batch: list[_Item]) -> None:
+        rows = _built(batch)
+        if not rows:
+            return
         try:
             results = self._companions([item for item, _ in rows])
+        except Exception as exc:  # noqa: BLE001  # unreachable: handed to the waiters
+            self._failed(rows, [None] * len(rows), exc)
+            return
+        self._settled(rows, results)
+
+    def _settled(self, rows: list[tuple[_Item, dict[str, Any]]], results: list[Any]) -> None:
+        """Insert the rows whose companions are done; release each waiter once it is committed."""
+        try:
             seqs = self._insert([row for _, row in rows])
         except Exception as exc:  # noqa: BLE001  # handed to the waiters, or each row retried alone
-            if _unreachable(exc) or len(rows) == 1:
-                self._reset()
-                for item, _ in rows:
-                    _fail(item, exc)
-                return
-            logger.warning("audit batch of %d rows failed (%s); writing each row on its own", len(rows), exc)
-            self._reset()
-            for (item, row), result in zip(rows, results, strict=True):
-                self._insert_alone(item, row, result)
+            self._failed(rows, results, exc)
             return
         self.batches += 1
         for (item, _), result, seq in zip(rows, results, seqs, strict=True):
             _done(item, Written(result, seq))
+
+    def _failed(self, rows: list[tuple[_Item, dict[str, Any]]], results: list[Any], exc: Exception) -> None:
+        """The batch's INSERT failed: every waiter gets the error if the database is unreachable
+        (or the batch was one row); otherwise each row is written alone, so one bad row costs
+        only its own request."""
+        self._reset()
+        if _unreachable(exc) or len(rows) == 1:
+            for item, _ in rows:
+                _fail(item, exc)
+            return
+        logger.warning("audit batch of %d rows failed (%s); writing each row on its own", len(rows), exc)
+        for (item, row), result in zip(rows, results, strict=True):
+            self._insert_alone(item, row, result)
 
     def _companions(self, items: list[_Item]) -> list[Any]:
         """The batch's companion writes, committed before its rows (see the module docstring).
@@ -299,6 +358,17 @@ class GroupCommitter:
         if connection.connection is not None and not connection.is_usable():
             connection.close()
         close_old_connections()
+
+
+def _built(batch: list[_Item]) -> list[tuple[_Item, dict[str, Any]]]:
+    """Each item with its row's columns; an item whose row cannot be built fails alone."""
+    rows: list[tuple[_Item, dict[str, Any]]] = []
+    for item in batch:
+        try:
+            rows.append((item, normalise_values(item.values())))
+        except Exception as exc:  # noqa: BLE001  # handed to its waiter
+            _fail(item, exc)
+    return rows
 
 
 @functools.cache

@@ -75,7 +75,7 @@ def test_rows_from_many_threads_make_one_chain_in_fewer_commits(committer: Group
 
 
 def test_one_batch_of_varied_rows_is_stored_as_given_in_the_order_given(committer: GroupCommitter) -> None:
-    """A batch goes to the server as one array per column: rows whose columns are null in some
+    """A batch goes to the server as one JSON array of rows: rows whose columns are null in some
     rows and set in others, JSON of different shapes, decimals, addresses and text come back as
     written, chained in the order they were queued, in one commit."""
     varied: list[dict[str, Any]] = [
@@ -90,9 +90,7 @@ def test_one_batch_of_varied_rows_is_stored_as_given_in_the_order_given(committe
         await asyncio.to_thread(fn, *args)
 
     async def write_all() -> list[Any]:
-        return await asyncio.gather(
-            *(committer.write(values=_row(n, **extra), run=run) for n, extra in enumerate(varied))
-        )
+        return await asyncio.gather(*(committer.write(values=_row(n, **extra), run=run) for n, extra in enumerate(varied)))
 
     written = asyncio.run(write_all())
 
@@ -127,6 +125,44 @@ def test_a_companion_write_commits_with_its_row_and_answers_the_waiter(committer
     assert sorted(seqs) == list(range(1, 11))  # each waiter learns its row's place in the chain
     assert sorted(p for batch in seen for p in batch) == list(range(10))  # each payload once
     assert AuditEvent.objects.count() == 10
+
+
+async def _in_threads(fn: Callable[..., Any], *args: Any) -> Any:
+    """A `run` for `GroupCommitter.write`: each hop on a thread of its own, with its own connection."""
+    return await asyncio.to_thread(fn, *args)
+
+
+def test_on_the_loop_the_companions_and_the_rows_go_at_once_and_the_waiter_gets_both(committer: GroupCommitter) -> None:
+    def companion(payloads: list[Any]) -> list[Any]:
+        # Sees the batch's rows committed while it runs: the INSERT does not wait for it (with
+        # the writer thread's order, companions first, this would wait out its 10 s).
+        seen = wait_until(lambda: AuditEvent.objects.filter(request_id__in=["req_0", "req_1"]).count() == 2, timeout=10)
+        return [(p, seen) for p in payloads]
+
+    async def write_both() -> list[Any]:
+        return await asyncio.gather(
+            *(committer.write(values=_row(n), companion=companion, payload=n, run=_in_threads) for n in range(2))
+        )
+
+    written = asyncio.run(write_both())
+    assert [w.result for w in written] == [(0, True), (1, True)]
+    assert [w.seq for w in written] == [1, 2] and committer.batches == 1
+    assert audit_chain_verify().ok
+
+
+def test_on_the_loop_companions_that_cannot_reach_their_database_spare_the_rows(committer: GroupCommitter) -> None:
+    def unreachable(payloads: list[Any]) -> list[Any]:
+        raise OperationalError("the counters' database went away")
+
+    async def write_both() -> list[Any]:
+        return await asyncio.gather(
+            *(committer.write(values=_row(n), companion=unreachable, payload=n, run=_in_threads) for n in range(3))
+        )
+
+    written = asyncio.run(write_both())
+    assert [w.result for w in written] == [None, None, None]  # no settlement: the holds stay counted
+    assert [w.seq for w in written] == [1, 2, 3]
+    assert audit_chain_verify().ok
 
 
 def test_one_bad_row_fails_alone_and_a_failed_companion_spares_the_rows(committer: GroupCommitter) -> None:
