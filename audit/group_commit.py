@@ -81,7 +81,7 @@ class Written:
 @dataclass(slots=True)
 class _Item:
     values: Callable[[], dict[str, Any]]  # the row's columns, computed by the writer
-    companion: Companion | None  # written before the rows, committed by itself
+    companion: Companion | None  # committed by itself, before the rows or beside them
     payload: Any
     future: Future[Any] | asyncio.Future[Any]
 
@@ -283,7 +283,7 @@ class GroupCommitter:
             self._insert_alone(item, row, result)
 
     def _companions(self, items: list[_Item]) -> list[Any]:
-        """The batch's companion writes, committed before its rows (see the module docstring).
+        """The batch's companion writes, each committed by itself (see the module docstring).
         One that fails on its data is retried alone, and alone it spares its row (result None);
         a companion is safe to call again (see Companion)."""
         if all(item.companion is None for item in items):

@@ -292,9 +292,10 @@ class _Settles:
 
 
 def _settle_with_rows(payloads: list[_Settles]) -> list[list[SpendLevel]]:
-    """The companion write of a batch of audit rows (audit.group_commit), committed before them:
-    every settlement at once (counters in their lock order; usually one autocommitted statement),
-    then the breaker's backends by name, so concurrent batches never wait on each other's rows.
+    """The companion write of a batch of audit rows (audit.group_commit), committed by itself,
+    before or beside them: every settlement at once (counters in their lock order; usually one
+    autocommitted statement), then the breaker's backends by name, so concurrent batches never
+    wait on each other's rows.
     Each part is atomic, and a settlement already made is not made again (a retry after the
     breaker's part failed). Returns each request's budget levels."""
     settlements = [p.settlement for p in payloads if p.settlement is not None]

@@ -149,6 +149,23 @@ def test_a_delivery_leased_by_another_drainer_is_not_sent_twice(receiver: Receiv
     assert webhook_deliveries_drain(now=now + timedelta(seconds=61)).delivered == 1
 
 
+@pytest.mark.django_db
+def test_a_drain_with_nothing_due_makes_no_http_client(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+    real = httpx.Client
+
+    def counting(*args: object, **kwargs: object) -> httpx.Client:
+        made.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "Client", counting)
+    webhook_endpoint_create(name="SOC", url=receiver.url)
+    receiver.fail_first = 0
+    assert webhook_deliveries_drain().sent == 0 and made == []  # every worker polls: no CA bundle loaded for nothing
+    fire()
+    assert webhook_deliveries_drain().delivered == 1 and len(made) == 1
+
+
 # ── across processes: the command, and the server's background drain ──
 
 
