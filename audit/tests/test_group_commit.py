@@ -74,6 +74,19 @@ def test_rows_from_many_threads_make_one_chain_in_fewer_commits(committer: Group
     assert committer.batches < 200  # rows that arrived together were committed together
 
 
+async def _in_threads(fn: Callable[..., Any], *args: Any) -> Any:
+    """A `run` for `GroupCommitter.write`: each hop on a thread of its own, with its own
+    connection, closed when the hop ends (as the pipeline's hops give theirs back)."""
+
+    def hop() -> Any:
+        try:
+            return fn(*args)
+        finally:
+            connections.close_all()
+
+    return await asyncio.to_thread(hop)
+
+
 def test_one_batch_of_varied_rows_is_stored_as_given_in_the_order_given(committer: GroupCommitter) -> None:
     """A batch goes to the server as one JSON array of rows: rows whose columns are null in some
     rows and set in others, JSON of different shapes, decimals, addresses and text come back as
@@ -86,11 +99,10 @@ def test_one_batch_of_varied_rows_is_stored_as_given_in_the_order_given(committe
         {"attempts": [], "dlp": [], "cost": Decimal("12.5"), "status": 200},
     ]
 
-    async def run(fn: Callable[..., None], *args: Any) -> None:
-        await asyncio.to_thread(fn, *args)
-
     async def write_all() -> list[Any]:
-        return await asyncio.gather(*(committer.write(values=_row(n, **extra), run=run) for n, extra in enumerate(varied)))
+        return await asyncio.gather(
+            *(committer.write(values=_row(n, **extra), run=_in_threads) for n, extra in enumerate(varied))
+        )
 
     written = asyncio.run(write_all())
 
@@ -127,11 +139,6 @@ def test_a_companion_write_commits_with_its_row_and_answers_the_waiter(committer
     assert AuditEvent.objects.count() == 10
 
 
-async def _in_threads(fn: Callable[..., Any], *args: Any) -> Any:
-    """A `run` for `GroupCommitter.write`: each hop on a thread of its own, with its own connection."""
-    return await asyncio.to_thread(fn, *args)
-
-
 def test_on_the_loop_the_companions_and_the_rows_go_at_once_and_the_waiter_gets_both(committer: GroupCommitter) -> None:
     def companion(payloads: list[Any]) -> list[Any]:
         # Sees the batch's rows committed while it runs: the INSERT does not wait for it (with
@@ -162,6 +169,30 @@ def test_on_the_loop_companions_that_cannot_reach_their_database_spare_the_rows(
     written = asyncio.run(write_both())
     assert [w.result for w in written] == [None, None, None]  # no settlement: the holds stay counted
     assert [w.seq for w in written] == [1, 2, 3]
+    assert audit_chain_verify().ok
+
+
+def test_on_the_loop_a_row_the_database_refuses_fails_alone_and_keeps_the_others_settled(committer: GroupCommitter) -> None:
+    settled: list[int] = []
+
+    def settle(payloads: list[Any]) -> list[Any]:
+        settled.extend(payloads)
+        return [f"settled {p}" for p in payloads]
+
+    async def write_three() -> list[Any]:
+        return await asyncio.gather(
+            *(
+                committer.write(values=_row(n, status=70_000 if n == 1 else 200), companion=settle, payload=n, run=_in_threads)
+                for n in range(3)
+            ),
+            return_exceptions=True,
+        )
+
+    written = asyncio.run(write_three())
+    assert isinstance(written[1], DatabaseError)  # smallint out of range: only its own request fails
+    assert [written[0].result, written[2].result] == ["settled 0", "settled 2"]
+    assert sorted(settled) == [0, 1, 2]  # each settlement made once, the refused row's too
+    assert sorted(AuditEvent.objects.values_list("request_id", flat=True)) == ["req_0", "req_2"]
     assert audit_chain_verify().ok
 
 
