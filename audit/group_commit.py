@@ -151,10 +151,11 @@ class GroupCommitter:
         self, *, values: Callable[[], dict[str, Any]], companion: Companion | None = None, payload: Any = None, run: Runner
     ) -> Written:
         """`submit` for a caller on an event loop whose database hops run on the loop itself
-        (synapse/loop_db.py): the batches are written by `run` on this loop, one at a time,
-        instead of on the writer thread, and the waiter is released the same way, once the
-        commit that holds its row has returned. Batches form as on the thread: while one is
-        being written, the rows of the requests finishing meanwhile queue for the next."""
+        (synapse/loop_db.py): the batches are written by `run` on this loop, one at a time
+        (each as two hops at once: `_write_beside`), instead of on the writer thread, and the
+        waiter is released the same way, once the commit that holds its row has returned.
+        Batches form as on the thread: while one is being written, the rows of the requests
+        finishing meanwhile queue for the next."""
         loop = asyncio.get_running_loop()
         queue = self._loop_queues.get(loop)
         if queue is None:
