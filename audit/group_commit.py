@@ -212,26 +212,21 @@ class GroupCommitter:
         if all(item.companion is None for item in items):
             await run(self._settled, rows, [None] * len(rows))
             return
-        outcome: list[Any] = [None, None]
 
-        async def companions() -> None:
+        async def companions() -> list[Any]:
             try:
-                outcome[0] = await run(self._companions_hop, items)
+                return await run(self._companions_hop, items)
             except Exception as exc:  # noqa: BLE001  # only an unreachable database: the rows go on
                 logger.error("the writes that go with %d audit rows failed (%s); the rows are written", len(items), exc)
-                outcome[0] = [None] * len(items)
-
-        async def insert() -> None:
-            await run(self._insert_hop, [row for _, row in rows], outcome)
+                return [None] * len(items)
 
         # The INSERT first: its round trip, with the flush, is the longer one.
-        await asyncio.gather(insert(), companions())
-        seqs = outcome[1]
+        seqs, results = await asyncio.gather(run(self._insert_hop, [row for _, row in rows]), companions())
         if isinstance(seqs, Exception):
-            await run(self._failed, rows, outcome[0], seqs)
+            await run(self._failed, rows, results, seqs)
             return
         self.batches += 1
-        for (item, _), result, seq in zip(rows, outcome[0], seqs, strict=True):
+        for (item, _), result, seq in zip(rows, results, seqs, strict=True):
             _done(item, Written(result, seq))
 
     def _companions_hop(self, items: list[_Item]) -> list[Any]:
@@ -241,12 +236,14 @@ class GroupCommitter:
             self._reset()
             raise
 
-    def _insert_hop(self, rows: list[dict[str, Any]], outcome: list[Any]) -> None:
+    def _insert_hop(self, rows: list[dict[str, Any]]) -> list[int] | Exception:
+        """The rows' seqs, or why they could not be written: handled once the companions are
+        done too (`_failed`)."""
         try:
-            outcome[1] = self._insert(rows)
-        except Exception as exc:  # noqa: BLE001  # handled once the companions are done too (_failed)
+            return self._insert(rows)
+        except Exception as exc:  # noqa: BLE001  # returned, not raised: the companions' hop goes on
             self._reset()
-            outcome[1] = exc
+            return exc
 
     def _write(self, batch: list[_Item]) -> None:
         rows = _built(batch)

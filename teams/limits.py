@@ -362,7 +362,11 @@ def _hold(reservation: Reservation, *, scope: KeyScope, planned: list[_Planned],
         counts = [item.count for item in planned]
         if hold is not None:
             # The stamp lives with the keys: a hold checks it only on the keys' database.
-            checks = not reservation.stamp_checked and getattr(counters, "alias", None) == DEFAULT_DB_ALIAS
+            checks = (
+                reservation.stamp is not None
+                and not reservation.stamp_checked
+                and getattr(counters, "alias", None) == DEFAULT_DB_ALIAS
+            )
             totals, committed = hold(counts, stop=stop, commit=commit, stamp=reservation.stamp if checks else None)
             reservation.stamp_checked = reservation.stamp_checked or checks
             reservation.committed = reservation.committed or committed

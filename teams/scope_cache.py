@@ -35,7 +35,16 @@ MAX_ENTRIES = 4096
 
 _entries: dict[tuple[str, str], ScopeRead] = {}  # (lookup id, model) -> the read
 
-__all__ = ["KeptScope", "ScopeChangedError", "scope_cache_clear", "scope_kept", "scope_read", "scope_stamp_verify"]
+__all__ = [
+    "KeptScope",
+    "ScopeChangedError",
+    "scope_cache_clear",
+    "scope_cache_enabled",
+    "scope_forget",
+    "scope_kept",
+    "scope_read",
+    "scope_stamp_verify",
+]
 
 
 @dataclass(frozen=True, slots=True)
