@@ -61,12 +61,33 @@ class CounterCache(BaseCache):
 
     # ── SQL ──
 
-    def _execute(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    def _execute(self, sql: str, params: list[Any], *, bound: bool = False) -> list[tuple[Any, ...]]:
+        """`bound`: the parameters go to the server beside one statement (PostgreSQL's server-side
+        binding), prepared by it after a few runs, instead of quoted into its text by the client.
+        For the per-request statements (`hold`, `adjust`): psycopg's client-side binding parses
+        the text for placeholders and quotes each value in Python, and the server plans the text
+        every time. Only for one statement alone: a `; COMMIT` riding along needs the text."""
         connection = connections[self._alias]
         table = connection.ops.quote_name(self._table)
-        with connection.cursor() as cursor:
+        with self._cursor(connection, bound=bound) as cursor:
             cursor.execute(sql.replace("{table}", table), params)
             return list(cursor.fetchall()) if cursor.description else []
+
+    @staticmethod
+    def _cursor(connection: Any, *, bound: bool) -> Any:
+        if not bound or connection.vendor != "postgresql":
+            return connection.cursor()
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        # What `connection.cursor()` does, with the server-binding class Django has for the
+        # `server_side_binding` option (which would switch the whole ORM over): the same
+        # wrappers, so errors, execute wrappers and captured queries see this statement too.
+        connection.close_if_health_check_failed()
+        connection.ensure_connection()
+        connection.validate_thread_sharing()
+        with connection.wrap_database_errors:
+            cursor = ServerBindingCursor(connection.connection)  # type: ignore[call-arg]  # the stubs lack psycopg's signature
+        return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
 
     def _expiry(self, timeout: float | None) -> float | None:
         return self.get_backend_timeout(timeout)
@@ -133,7 +154,7 @@ class CounterCache(BaseCache):
             sql, params = "SELECT synapse_counter_hold(%s::jsonb, %s::float8, %s)", [payload, now, stop]
         else:
             sql, params = "SELECT synapse_counter_hold_at(%s::bigint, %s::jsonb, %s::float8, %s)", [stamp, payload, now, stop]
-        rows = self._execute(sql + ("; COMMIT" if commit else ""), params)
+        rows = self._execute(sql + "; COMMIT" if commit else sql, params, bound=not commit)
         if rows[0][0] is None:
             raise ScopeChangedError
         return list(rows[0][0]), commit or not connection.in_atomic_block
@@ -144,6 +165,7 @@ class CounterCache(BaseCache):
         rows = self._execute(
             "SELECT synapse_counter_adjust(%s::jsonb, %s::float8)",
             [json.dumps([[self.make_and_validate_key(key), _integer(delta)] for key, delta in deltas]), time.time()],
+            bound=True,
         )
         return list(rows[0][0])
 

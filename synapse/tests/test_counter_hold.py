@@ -67,3 +67,23 @@ def test_adjust_corrects_live_counters_in_order_and_skips_ended_ones(counters: C
     counters.set("old", 5, timeout=-1)  # its window has ended
     assert counters.adjust([("old", -3), ("tpm", -40)]) == [None, 60]
     assert counters.get("tpm") == 60
+
+
+def test_the_per_request_statements_are_bound_by_the_server_and_prepared(counters: CounterCache) -> None:
+    # Client-side binding would quote the values into the text: never prepared, planned every time.
+    connection.ensure_connection()
+    if connection.connection.prepare_threshold is None:
+        pytest.skip("prepared statements are off (SYNAPSE_DB_PREPARED_STATEMENTS=0)")
+    for _ in range(connection.connection.prepare_threshold + 1):
+        counters.hold([("rpm", 1, 65.0, 1000, False)], stop=True)
+        counters.adjust([("rpm", 0)])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = " ".join(statement for (statement,) in cursor.fetchall())
+    assert "synapse_counter_hold(" in prepared and "synapse_counter_adjust(" in prepared
+    # Beside a COMMIT the hold keeps its text, and the counters are still right.
+    with transaction.atomic():
+        assert counters.hold([("rpm", 1, 65.0, 1000, False)], stop=True, commit=True) == (
+            [connection.connection.prepare_threshold + 2],
+            True,
+        )
