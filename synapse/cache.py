@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.db import connections
+from django.db.backends.postgresql.base import ServerBindingCursor
 
 from teams.scope_stamp import ScopeChangedError
 
@@ -77,8 +78,6 @@ class CounterCache(BaseCache):
     def _cursor(connection: Any, *, bound: bool) -> Any:
         if not bound or connection.vendor != "postgresql":
             return connection.cursor()
-        from django.db.backends.postgresql.base import ServerBindingCursor
-
         # What `connection.cursor()` does, with the server-binding class Django has for the
         # `server_side_binding` option (which would switch the whole ORM over): the same
         # wrappers, so errors, execute wrappers and captured queries see this statement too.
